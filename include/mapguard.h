@@ -1,0 +1,271 @@
+/*
+ * mapguard.h - Go's runtime map for C: fast, incremental, and loud on misuse.
+ *
+ * This is the one public header of libmapguard.  Everything here is stable
+ * API; everything else (src/) is internal.
+ *
+ * Conventions used in the contracts below:
+ *   Returns:       what the call gives back.
+ *   Thread safety: what the caller must guarantee.  In MG_UNSYNC mode a map
+ *                  follows Go's rule: any number of concurrent readers, or one
+ *                  writer and nobody else.  Breaking it is misuse.
+ *   Fatal:         misuse that prints a report to stderr and calls abort().
+ *                  Detection is best effort, exactly as in Go: a race that
+ *                  never overlaps in time is not seen (use TSan for that).
+ *
+ * Copyright (c) the mapguard authors.  MIT licensed.
+ */
+#ifndef MAPGUARD_H
+#define MAPGUARD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__) && !defined(MG_STATIC_BUILD)
+#define MG_API __attribute__((visibility("default")))
+#else
+#define MG_API
+#endif
+
+#define MG_VERSION_MAJOR 0
+#define MG_VERSION_MINOR 1
+#define MG_VERSION_PATCH 0
+#define MG_VERSION_STRING "0.1.0"
+
+/* ------------------------------------------------------------------------ */
+/* Status codes: one table, one source of truth (enum, names, messages).    */
+/* ------------------------------------------------------------------------ */
+
+/* XX(name, value, message) */
+#define MG_STATUS_MAP(XX)                                                     \
+    XX(MG_OK, 0, "success")                                                   \
+    XX(MG_ENOMEM, -1, "out of memory; the map is unchanged")                  \
+    XX(MG_EINVAL, -2, "invalid argument")                                     \
+    XX(MG_ENOTSUP, -3, "mode not supported by this build")                    \
+    XX(MG_EKEYLEN, -4, "key too long (more than MG_KEY_MAX bytes)")           \
+    XX(MG_ENOENT, -5, "no such key")                                          \
+    XX(MG_EOVERFLOW, -6, "size would overflow")
+
+typedef enum {
+#define MG__STATUS_ENUM(name, value, msg) name = (value),
+    MG_STATUS_MAP(MG__STATUS_ENUM)
+#undef MG__STATUS_ENUM
+} mg_status;
+
+/* Returns: a static, human-readable message for a status code ("unknown
+ * status" for anything else).  Thread safety: any thread. */
+MG_API const char *mg_strerror(int status);
+/* Returns: the enumerator's name ("MG_ENOMEM"), or NULL if unknown. */
+MG_API const char *mg_status_name(int status);
+
+/* The longest byte key a map accepts. */
+#define MG_KEY_MAX ((size_t)1 << 30)
+
+/* ------------------------------------------------------------------------ */
+/* Maps                                                                     */
+/* ------------------------------------------------------------------------ */
+
+typedef struct mg_map mg_map; /* opaque */
+
+typedef enum {
+    MG_UNSYNC,     /* Go's map: one writer xor many readers, misuse is fatal */
+    MG_RWLOCK,     /* later issue: the engine behind a reader-writer lock */
+    MG_SHARDED,    /* later issue */
+    MG_READMOSTLY, /* later issue: Go's sync.Map algorithm */
+    MG_SNAPSHOT,   /* later issue: copy-on-write, readers never block */
+    MG_ACTOR       /* later issue: one owner thread behind a channel */
+} mg_mode;
+
+typedef enum {
+    MG_KEY_U64,  /* keys are uint64_t, used with the *_u64 calls */
+    MG_KEY_BYTES /* keys are byte strings (copied), used with mg_put/get/del */
+} mg_keykind;
+
+/* A custom allocator.  All three functions are required.
+ *   malloc(ctx, size):  like malloc(3); NULL on failure.
+ *   calloc(ctx, size):  zeroed memory; NULL on failure.  Large bucket arrays
+ *                       come from here, so an allocator that gets zero pages
+ *                       lazily (mmap, glibc calloc) keeps growth free of any
+ *                       up-front pass over the new memory.
+ *   free(ctx, p, size): releases p, which had the given size.
+ * A failing allocator never corrupts a map: the call that needed memory
+ * returns MG_ENOMEM and the map is exactly as it was. */
+typedef struct mg_allocator {
+    void *(*malloc)(void *ctx, size_t size);
+    void *(*calloc)(void *ctx, size_t size);
+    void (*free)(void *ctx, void *p, size_t size);
+    void *ctx;
+} mg_allocator;
+
+typedef struct {
+    mg_mode mode;    /* default MG_UNSYNC */
+    mg_keykind key;  /* default MG_KEY_U64 */
+    size_t hint;     /* expected entries, like make(map[K]V, hint); 0 = none */
+    const char *name; /* shown in reports, metrics and probes; may be NULL;
+                         copied */
+    const mg_allocator *alloc; /* NULL: the C library's allocator; the
+                                  struct is copied */
+} mg_options;
+
+/* Create a map.
+ * Returns: the map, or NULL with errno set: EINVAL (bad options),
+ *   ENOTSUP (a mode this build does not provide yet), ENOMEM.
+ * Thread safety: any thread.
+ * A zeroed mg_options (or opt == NULL) gives an unsync uint64_t map.  hint
+ * picks the same B as Go's make(map, hint); an absurd hint is treated as 0,
+ * as in Go.  Each map draws a fresh random hash seed (getrandom). */
+MG_API mg_map *mg_new(const mg_options *opt);
+
+/* Free a map and everything it holds.  NULL is a no-op.
+ * Thread safety: no other call on m may be running or follow.
+ * Fatal: a map already freed or a corrupted header ("use of freed map",
+ *   "corrupted map header"), while a write runs ("concurrent map writes"). */
+MG_API void mg_free(mg_map *m);
+
+/* Insert or update key -> val.
+ * Returns: MG_OK; MG_ENOMEM (the map is unchanged).
+ * Thread safety: no other call on m may overlap (Go's single writer rule).
+ * Fatal: m == NULL ("assignment to entry in nil map"); an overlapping write
+ *   ("concurrent map writes"); a byte-key map ("wrong key kind");
+ *   a freed or corrupted map. */
+MG_API int mg_put_u64(mg_map *m, uint64_t key, uint64_t val);
+
+/* Look up key.
+ * Returns: true and *val (if val != NULL) when present; false otherwise.
+ *   A NULL map behaves as an empty map.
+ * Thread safety: concurrent with other readers; not with a writer.
+ * Fatal: an overlapping write ("concurrent map read and map write"); a
+ *   byte-key map; a freed or corrupted map. */
+MG_API bool mg_get_u64(mg_map *m, uint64_t key, uint64_t *val);
+
+/* Delete key.
+ * Returns: true if it was present.  A NULL map is an empty map.
+ * Thread safety and Fatal: as mg_put_u64 (but NULL is not fatal). */
+MG_API bool mg_del_u64(mg_map *m, uint64_t key);
+
+/* Byte-key variants: the key (len bytes, 0 allowed, at most MG_KEY_MAX) is
+ * copied into the map.  Same contracts as the u64 calls; mg_put can also
+ * return MG_EKEYLEN or MG_EINVAL (key == NULL with len > 0).
+ * Fatal: using them on a MG_KEY_U64 map ("wrong key kind"). */
+MG_API int mg_put(mg_map *m, const void *key, size_t len, uint64_t val);
+MG_API bool mg_get(mg_map *m, const void *key, size_t len, uint64_t *val);
+MG_API bool mg_del(mg_map *m, const void *key, size_t len);
+
+/* Returns: the number of entries (0 for NULL).  Like Go's len(m), this reads
+ * the count without any check. Thread safety: any, the answer may be stale. */
+MG_API size_t mg_len(const mg_map *m);
+
+/* Remove every entry, re-randomise the seed and return the bucket array to
+ * the size the hint asked for.  Iterators open on m end at their next step.
+ * NULL is a no-op.  Thread safety and Fatal: as mg_put_u64. */
+MG_API void mg_clear(mg_map *m);
+
+/* Call fn for every entry, in Go's randomised order.  For u64 maps key
+ * points at the uint64_t.  fn returns non-zero to stop; mg_range returns that
+ * value (0 if it ran to the end).  fn may put, update and delete on m from
+ * this thread, with Go's guarantees: no key is produced twice, a key deleted
+ * before it is reached is not produced, every key present at the start and
+ * not deleted is produced exactly once, the value produced is current; keys
+ * inserted during the range may or may not be produced.
+ * Thread safety: concurrent with other readers; not with a writer.
+ * Fatal: a write by another thread during the range ("concurrent map
+ *   iteration and map write"). */
+MG_API int mg_range(mg_map *m,
+                    int (*fn)(const void *key, size_t len, uint64_t val,
+                              void *arg),
+                    void *arg);
+
+/* ------------------------------------------------------------------------ */
+/* Iterators: for-style loops with the same guarantees as mg_range.         */
+/*                                                                          */
+/*     mg_iter it;                                                          */
+/*     const void *k; size_t klen; uint64_t v;                              */
+/*     for (mg_iter_init(&it, m); mg_iter_next(&it, &k, &klen, &v);) {...}  */
+/*     mg_iter_done(&it);                                                   */
+/*                                                                          */
+/* mg_iter_done must be called (even after next returned false): an         */
+/* iterator keeps the bucket array it walks alive across growth.            */
+/* ------------------------------------------------------------------------ */
+typedef struct mg_iter {
+    uint64_t opaque_[14]; /* storage only: do not touch */
+} mg_iter;
+
+/* Start iterating m (NULL: an empty iteration).  Thread safety: as mg_range. */
+MG_API void mg_iter_init(mg_iter *it, mg_map *m);
+/* Returns: true and the next entry; false at the end.  key points into the
+ * map and stays valid until the next write to the map.  Any out pointer may
+ * be NULL.  Fatal: as mg_range. */
+MG_API bool mg_iter_next(mg_iter *it, const void **key, size_t *len,
+                         uint64_t *val);
+/* Release the iterator.  Idempotent. */
+MG_API void mg_iter_done(mg_iter *it);
+
+/* ------------------------------------------------------------------------ */
+/* Stats                                                                    */
+/* ------------------------------------------------------------------------ */
+typedef struct {
+    size_t count, buckets, overflow_buckets;
+    unsigned B;         /* log2 of the bucket count, as Go's hmap.B */
+    double load_factor; /* count / buckets */
+    bool growing, same_size_grow;
+    size_t evacuated, old_buckets;
+    uint64_t grows_total, same_size_grows_total;
+    size_t bytes;          /* memory held by the map */
+    bool shrinking;        /* an incremental shrink is in progress */
+    uint64_t shrinks_total; /* completed-or-started shrinks (beyond Go) */
+} mg_stats;
+
+/* Fill *out with a consistent picture of m.
+ * Returns: MG_OK; MG_EINVAL if out == NULL.  A NULL map reports all zeros.
+ * Thread safety: as a read.  Fatal: as mg_get_u64. */
+MG_API int mg_stats_get(const mg_map *m, mg_stats *out);
+
+/* Returns: the map's name ("" when none was given); NULL for a NULL map. */
+MG_API const char *mg_name(const mg_map *m);
+/* Returns: the map's key kind.  Thread safety: any. */
+MG_API mg_keykind mg_key_kind(const mg_map *m);
+
+/* ------------------------------------------------------------------------ */
+/* Fatal reports                                                            */
+/* ------------------------------------------------------------------------ */
+
+/* The kinds of fatal error.  XX(name, first line after "fatal error: ") */
+#define MG_FATAL_MAP(XX)                                                      \
+    XX(MG_FATAL_CONCURRENT_WRITES, "concurrent map writes")                   \
+    XX(MG_FATAL_CONCURRENT_READ_WRITE, "concurrent map read and map write")   \
+    XX(MG_FATAL_CONCURRENT_ITER_WRITE, "concurrent map iteration and map write") \
+    XX(MG_FATAL_NIL_MAP, "assignment to entry in nil map")                    \
+    XX(MG_FATAL_FREED_MAP, "use of freed map")                                \
+    XX(MG_FATAL_CORRUPT_MAP, "corrupted map header")                          \
+    XX(MG_FATAL_WRONG_KEY_KIND, "wrong key kind for map")                     \
+    XX(MG_FATAL_INTERNAL, "mapguard internal error")
+
+typedef enum {
+#define MG__FATAL_ENUM(name, msg) name,
+    MG_FATAL_MAP(MG__FATAL_ENUM)
+#undef MG__FATAL_ENUM
+        MG_FATAL_KIND_COUNT
+} mg_fatal_kind;
+
+/* Returns: the message of a fatal kind ("concurrent map writes"). */
+MG_API const char *mg_fatal_message(mg_fatal_kind kind);
+
+/* Called once, before the report is printed, from the thread that detected
+ * the misuse.  It may flush logs; it cannot cancel the abort.  The map may
+ * be NULL or not safe to read.  msg is the line after "fatal error: ". */
+typedef void (*mg_fatal_hook)(mg_fatal_kind kind, const char *msg,
+                              const char *map_name, void *arg);
+
+/* Install (or, with hook == NULL, remove) the process-wide fatal hook.
+ * Returns: the previous hook.  Thread safety: any thread. */
+MG_API mg_fatal_hook mg_on_fatal(mg_fatal_hook hook, void *arg);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MAPGUARD_H */

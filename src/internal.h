@@ -1,0 +1,249 @@
+/*
+ * internal.h - the engine's data structures, shared by the files in src/ only.
+ *
+ * The words used here (bucket, slot, tophash, overflow, evacuate,
+ * oldbuckets) are defined in the design essay at the top of src/map.c.
+ */
+#ifndef MG_INTERNAL_H
+#define MG_INTERNAL_H
+
+#include "mapguard.h"
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#define MG_LIKELY(x) __builtin_expect(!!(x), 1)
+#define MG_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define MG_NOINLINE __attribute__((noinline))
+#define MG_COLD __attribute__((cold, noinline))
+
+/* Cheap assertions: checked in debug builds, type-checked always. */
+#ifdef MG_DEBUG
+#define MG_ASSERT(x) ((x) ? (void)0 : mg__internal_error(#x, __FILE__, __LINE__))
+#else
+#define MG_ASSERT(x) ((void)sizeof(!(x)))
+#endif
+
+/* ---- bucket geometry (Go: bucketCntBits, bucketCnt, loadFactorNum/Den) -- */
+#define MG_BUCKET_BITS 3
+#define MG_BUCKET_CNT (1u << MG_BUCKET_BITS)
+#define MG_LOAD_NUM 13
+#define MG_LOAD_DEN 2
+/* Shrink when count <= loadmax(B) / MG_SHRINK_DIV (see the essay, S1-S3). */
+#define MG_SHRINK_DIV 8
+/* Never shrink to fewer than 2^MG_SHRINK_MIN_B buckets (nor below the hint). */
+#define MG_SHRINK_MIN_B 4
+/* Largest B we accept; anything above is a corrupted header. */
+#define MG_MAX_B 58
+
+/* ---- tophash values (Go: map.go emptyRest .. minTopHash) ---------------- */
+enum {
+    MG_EMPTY_REST = 0,  /* empty, and nothing at higher slots or overflows */
+    MG_EMPTY_ONE = 1,   /* empty */
+    MG_EVAC_X = 2,      /* entry evacuated to the first half (or same index) */
+    MG_EVAC_Y = 3,      /* entry evacuated to the second half */
+    MG_EVAC_EMPTY = 4,  /* empty slot of an evacuated bucket */
+    MG_MIN_TOPHASH = 5  /* smallest tophash of a live entry */
+};
+
+/* A slot: key and value side by side, so a hit touches one cache line.
+ * For MG_KEY_BYTES maps key holds an mg_bkey pointer. */
+typedef struct {
+    uint64_t key;
+    uint64_t val;
+} mg_slot;
+
+typedef struct mg_ovf mg_ovf;
+
+/* An overflow bucket: tophash word, link and slots together (they are rare).
+ * The buckets of a bucket array keep the same three parts in three dense
+ * arrays instead, so a miss reads only an 8-byte tophash word. */
+struct mg_ovf {
+    uint64_t tophash; /* byte i = tophash of slot i (little endian) */
+    mg_ovf *overflow;
+    mg_slot slots[MG_BUCKET_CNT];
+};
+
+/* A stored byte key.  hash is the full hash under the map's seed, kept so
+ * evacuation and comparison never rehash. */
+typedef struct {
+    uint64_t hash;
+    size_t len;
+    unsigned char data[];
+} mg_bkey;
+
+/* A chunk of overflow buckets, handed out one by one (Go: extra.nextOverflow). */
+typedef struct mg_chunk {
+    struct mg_chunk *next;
+    size_t n;
+    size_t bytes;
+    mg_ovf b[];
+} mg_chunk;
+
+/* A bucket array ("table") with its overflow buckets.  Reference counted:
+ * the map holds one reference for buckets/oldbuckets, each live iterator
+ * one for the array it walks. */
+typedef struct mg_table {
+    uint64_t *tophash;  /* nbuckets tophash words */
+    mg_ovf **overflow;  /* nbuckets overflow links */
+    mg_slot *slots;     /* nbuckets * MG_BUCKET_CNT slots, 64-byte aligned */
+    void *slots_raw; /* as allocated */
+    size_t mask;     /* nbuckets - 1 */
+    size_t nbuckets;
+    unsigned B;
+    size_t noverflow;  /* overflow buckets in use (Go: hmap.noverflow) */
+    mg_chunk *chunks;  /* every chunk this table allocated */
+    mg_ovf *pool;      /* next free overflow bucket of the newest chunk */
+    size_t pool_n;     /* how many are in pool */
+    size_t bytes;      /* memory held by this table */
+    atomic_int refs;
+} mg_table;
+
+/* Growth kinds (Go: sameSizeGrow flag; shrinking is ours). */
+enum { MG_GROW_NONE = 0, MG_GROW_DOUBLE, MG_GROW_SAME, MG_GROW_SHRINK };
+
+/* Header magic: one value per key kind, so a single compare on the hot path
+ * catches a freed map, a corrupted header and the wrong key kind. */
+#define MG_MAGIC_U64 0x4d47553634u   /* "MGU64" */
+#define MG_MAGIC_BYTES 0x4d47425954u /* "MGBYT" */
+#define MG_MAGIC_FREED 0x46524545u   /* "FREE" */
+
+/* A deleted byte key that an iterator may still read (freed later). */
+typedef struct mg_dead {
+    struct mg_dead *next;
+    mg_bkey *key;
+} mg_dead;
+
+struct mg_map {
+    /* Hot: read by every operation, one cache line. */
+    uint64_t seed;          /* 0: Go's hash0 */
+    uint64_t seed2;         /* 8: second secret of the u64 hash, odd */
+    uint64_t magic;         /* 16: past glibc's tcache words, so "freed" survives free() */
+    size_t count;           /* 24 */
+    mg_table *buckets;      /* 32 */
+    mg_table *oldbuckets;   /* 40: non-NULL while evacuating */
+    _Atomic uintptr_t writer; /* 48: token of the writing thread, 0 when none */
+    uint8_t B;              /* 56: == buckets->B (0 before the first insert) */
+    uint8_t grow;           /* MG_GROW_* while oldbuckets != NULL */
+    uint8_t keykind;
+    uint8_t hintB;          /* B asked for by the hint: the shrink floor */
+    uint32_t pad_;
+    size_t nevacuate;       /* 64: old buckets (pairs when shrinking) below are done */
+    /* Cold. */
+    atomic_uint iterators;  /* live iterators (Go: iterator|oldIterator flags) */
+    uint64_t clearseq;      /* bumped by mg_clear: iterators stop */
+    mg_dead *dead;          /* byte keys deleted while iterators were live */
+    size_t keybytes;        /* bytes held by byte keys */
+    uint64_t grows_total, same_size_grows_total, shrinks_total;
+    mg_allocator alloc;
+    bool custom_alloc;
+    char *name;
+};
+
+/* ---- memory ------------------------------------------------------------ */
+void *mg__malloc(const mg_map *m, size_t size);
+void *mg__calloc(const mg_map *m, size_t size);
+void mg__free(const mg_map *m, void *p, size_t size);
+
+/* ---- hashing (hash.c / hash.h) ------------------------------------------ */
+uint64_t mg__random_seed(void);
+/* Draw fresh secrets for m (Go: h.hash0 = fastrand()). */
+static inline void mg__reseed(mg_map *m)
+{
+    m->seed = mg__random_seed();
+    m->seed2 = mg__random_seed() | 1;
+}
+uint64_t mg__fastrand(void);
+
+/* ---- tables (map.c) ------------------------------------------------------- */
+void mg__table_unref(mg_map *m, mg_table *t);
+void mg__iterators_done(mg_map *m);
+bool mg__lookup_slot(mg_map *m, uint64_t hash, uint64_t key, const void *kb,
+                     size_t klen, mg_slot **out);
+
+/* ---- guards (guard.c) ------------------------------------------------------ */
+uintptr_t mg__self_token(void);
+long mg__token_tid(uintptr_t token);
+_Noreturn void mg__fatal(mg_fatal_kind kind, const mg_map *m);
+_Noreturn void mg__internal_error(const char *what, const char *file, int line);
+/* Check a header that failed the fast magic test and report why. */
+_Noreturn void mg__bad_header(const mg_map *m, uint64_t want_magic);
+
+/* ---- debug (map_debug.c) -------------------------------------------------- */
+/* Check every invariant of the essay; 0 when all hold, else -1 with a
+ * description in err. */
+int mg__validate(const mg_map *m, char *err, size_t errlen);
+/* Print the table (for test failures). */
+void mg__dump(const mg_map *m, void *file);
+
+/* ---- tophash word helpers ----------------------------------------------- */
+#define MG_LSB 0x0101010101010101ull
+#define MG_MSB 0x8080808080808080ull
+#define MG_LOW7 0x7f7f7f7f7f7f7f7full
+
+/* High bit of each byte of w that is exactly zero (no false positives). */
+static inline uint64_t mg__zero_bytes(uint64_t w)
+{
+    uint64_t t = (w & MG_LOW7) + MG_LOW7;
+    return ~(t | w | MG_LOW7);
+}
+/* Slots whose tophash equals top. */
+static inline uint64_t mg__match(uint64_t w, uint8_t top)
+{
+    return mg__zero_bytes(w ^ (MG_LSB * top));
+}
+/* Slots that are empty (emptyRest or emptyOne). */
+static inline uint64_t mg__match_empty(uint64_t w)
+{
+    return mg__zero_bytes(w & (MG_LSB * 0xfe));
+}
+static inline unsigned mg__first_slot(uint64_t mask)
+{
+    return (unsigned)__builtin_ctzll(mask) >> 3;
+}
+static inline uint8_t mg__th_get(uint64_t w, unsigned i)
+{
+    return (uint8_t)(w >> (8 * i));
+}
+static inline uint64_t mg__th_set(uint64_t w, unsigned i, uint8_t v)
+{
+    return (w & ~(0xffull << (8 * i))) | ((uint64_t)v << (8 * i));
+}
+static inline bool mg__is_empty(uint8_t th)
+{
+    return th <= MG_EMPTY_ONE;
+}
+/* Go: evacuated(b), judged by the first slot of the first bucket. */
+static inline bool mg__evacuated(uint64_t tophash_word)
+{
+    uint8_t h = (uint8_t)tophash_word;
+    return h > MG_EMPTY_ONE && h < MG_MIN_TOPHASH;
+}
+static inline uint8_t mg__tophash(uint64_t hash)
+{
+    uint8_t top = (uint8_t)(hash >> 56);
+    return top < MG_MIN_TOPHASH ? (uint8_t)(top + MG_MIN_TOPHASH) : top;
+}
+static inline size_t mg__bucket_mask(unsigned B)
+{
+    return ((size_t)1 << B) - 1;
+}
+/* Go: overLoadFactor. */
+static inline bool mg__over_load(size_t count, unsigned B)
+{
+    return count > MG_BUCKET_CNT &&
+           count > (size_t)MG_LOAD_NUM * (((size_t)1 << B) / MG_LOAD_DEN);
+}
+/* Go: tooManyOverflowBuckets, "about as many overflow buckets as buckets".
+ * Go counts noverflow exactly while B < 16 and for larger B samples it with
+ * probability 2^-(B-15) against a threshold of 2^15, which expects 2^B real
+ * overflow buckets.  We count exactly, so the threshold is 2^B for every B. */
+static inline bool mg__too_many_overflow(size_t noverflow, unsigned B)
+{
+    return noverflow >= ((size_t)1 << B);
+}
+
+#endif

@@ -1,0 +1,1194 @@
+/*
+ * map.c - the engine: Go 1.19's runtime map, in C.
+ *
+ * ==========================================================================
+ * Design
+ * ==========================================================================
+ *
+ * Terminology (the only words used for these things, here and elsewhere)
+ *   bucket      8 slots and a control word.  A map has 2^B buckets in its
+ *               bucket array; a key lives in bucket hash & (2^B - 1).
+ *   slot        one key and one value (mg_slot, 16 bytes).
+ *   tophash     one byte per slot: the top byte of the key's hash (bumped
+ *               by MG_MIN_TOPHASH when smaller), or a small marker value.
+ *   overflow    an extra bucket chained to a full bucket (mg_ovf).
+ *   evacuate    move the entries of one bucket of the old bucket array
+ *               (oldbuckets) into the new one, during growth.
+ *   oldbuckets  the bucket array being evacuated; NULL when not growing.
+ *
+ * A bucket, as laid out in memory
+ *
+ *     control array (16 B per bucket)        slot array (128 B per bucket)
+ *    +---------------------------+------+    +-----+-----+-----+ ... +-----+
+ *    | th0 th1 th2 ... th7       | ovf  |    | k v | k v | k v |     | k v |
+ *    +---------------------------+------+    +-----+-----+-----+ ... +-----+
+ *      one uint64_t, byte i =      |           slot 0  1     2          7
+ *      tophash of slot i           v
+ *                              +------------------+--------------------+
+ *                              | th0..th7 | ovf   | k v | k v | ... k v |  mg_ovf
+ *                              +------------------+--------------------+
+ *
+ *   Go keeps tophash, keys, values and the overflow pointer together in one
+ *   bmap.  We keep Go's bucket (8 slots, the same tophash encoding, the
+ *   same overflow chains, the same B and the same growth points) but split
+ *   the bucket array in two: a dense control array holding each bucket's
+ *   tophash word and overflow pointer, and a slot array holding keys next
+ *   to their values.  A lookup reads one control word (four share a cache
+ *   line, and the control array is 1/9 of the table, so it mostly stays in
+ *   cache), compares all 8 tophash bytes with one word-wide operation, and
+ *   touches the slot array only on a tophash match (false positives: about
+ *   1 in 250 per occupied slot).  A hit touches the control line and one
+ *   slot line, a miss usually only the control line: the cache-line budget
+ *   of a Swiss table, with Go's observable behaviour.  Memory is Go's: 144
+ *   bytes per bucket.  Overflow buckets keep control word and slots
+ *   together (they are rare) and come from per-array chunks.
+ *
+ * Hashing
+ *   XXH3 with a 64-bit seed drawn from getrandom() per map (Go: hash0).  The
+ *   seed is re-drawn when the map is cleared or a delete empties it (Go
+ *   does the same, issue 25237), never during growth: an old bucket must
+ *   split into exactly two new ones.  Byte keys store their full hash next
+ *   to the bytes, so evacuation and comparison never rehash them.
+ *
+ * Load factor and growth (Go: map.go overLoadFactor, hashGrow)
+ *   The map doubles when an insert of a new key would make
+ *   count > MG_BUCKET_CNT and count > MG_LOAD_NUM/MG_LOAD_DEN * 2^B, i.e.
+ *   at the (13*2^(B-1)+1)-th key for B >= 1 and at the 9th for B = 0.  A
+ *   hint picks the smallest B that is not over that load.  When overflow
+ *   buckets reach 2^min(B,15) (counted exactly, Go samples them for
+ *   B >= 16) the map instead starts a same-size grow, which compacts
+ *   chains thinned by deletes.  Growth is checked only when an insert adds
+ *   a key, and never while a grow is running.
+ *
+ * Incremental evacuation (Go: growWork, evacuate, advanceEvacuationMark)
+ *   Starting a grow only allocates the new bucket array (zeroed lazily by
+ *   the allocator: no pass over its memory) and moves the current array to
+ *   oldbuckets.  Every later write (put or delete) first evacuates the old
+ *   bucket that feeds the bucket it is about to touch, then the old bucket
+ *   at nevacuate.  Reads never evacuate: a read of a key whose old bucket
+ *   is not evacuated yet reads the old bucket.  Evacuating old bucket i of
+ *   a doubling sends each key to new bucket i (X) or i + 2^oldB (Y) by the
+ *   hash bit 2^oldB, and marks each old slot evacuatedX/Y/Empty.  No single
+ *   operation pays for more than two old buckets (plus their chains).
+ *
+ * Shrinking (beyond Go, which never gives memory back: golang/go#20135)
+ *   S1. After a delete, if no grow runs, B > max(hint's B, MG_SHRINK_MIN_B)
+ *       and count <= loadmax(B) / MG_SHRINK_DIV, a shrink to B-1 starts.
+ *   S2. A shrink is a grow in reverse: old buckets i and i + 2^(B-1) both
+ *       feed new bucket i, and are evacuated together as a pair, so a new
+ *       bucket is either untouched or complete.  Their slots are marked
+ *       evacuatedX.
+ *   S3. Hysteresis: a shrink leaves the map at a quarter of the next growth
+ *       point, and a grow leaves it four times above the next shrink point,
+ *       so a map hovering around either threshold does not flip.  A map that
+ *       only ever receives inserts never shrinks: its B is exactly Go's.
+ *   S4. A delete that empties the map, and mg_clear, drop every bucket
+ *       array and return to the hint's B (Go keeps B; its clear keeps the
+ *       memory too).
+ *
+ * Out of memory
+ *   Every allocation a write may need is made before the write changes
+ *   anything: the new bucket array of a grow, the overflow buckets the
+ *   evacuations of this write can need (bounded by the chain lengths of
+ *   the old buckets it will evacuate), one overflow bucket for the insert,
+ *   the copy of a byte key.  If one fails the write returns MG_ENOMEM and
+ *   the map is exactly as before.  A delete never fails: if it cannot
+ *   reserve memory for evacuation it deletes in place, in the old bucket.
+ *
+ * Iteration (map_iter.c), after Go's mapiterinit/mapiternext
+ *   R1. An iterator MUST start at a random bucket and a random slot offset.
+ *   R2. It MUST walk the bucket array that was current when it started,
+ *       and keep that array alive (a reference) until mg_iter_done.
+ *   R3. For a slot marked evacuatedX/Y it MUST look the key up again in the
+ *       live map and produce the current value, or skip the key if it is
+ *       gone.  Old arrays are therefore never cleared by evacuation.
+ *   R4. If it started during a grow and the old bucket feeding the bucket
+ *       it reaches is not evacuated, it MUST walk that old bucket instead,
+ *       producing only the keys that belong to its bucket (doubling) or both
+ *       old buckets of the pair (shrink).
+ *   R5. It MAY produce keys inserted after it started.
+ *   R6. After mg_clear it MUST stop at its next step.
+ *   Byte keys deleted while an iterator is live are freed only when the
+ *   last iterator finishes, so R3's lookups never read freed memory.
+ *
+ * Misuse detection (guard.c), best effort like Go's hashWriting flag
+ *   Every write stores its thread's token in the header's writer word on
+ *   entry (after checking it was 0) and checks, on exit, that the token is
+ *   still its own; a read and every iteration step check that the word is
+ *   0.  Two overlapping writers see each other's token on entry or exit and
+ *   report "concurrent map writes"; a reader that overlaps a writer reports
+ *   "concurrent map read and map write".  The word holds a token rather
+ *   than Go's toggled bit so the report can name the writing thread.  The
+ *   header also carries a magic number per key kind: one compare catches a
+ *   freed map, a corrupted header and a call with the wrong key kind.
+ *
+ * Invariants (checked by mg__validate in map_debug.c)
+ *   I1. magic matches keykind; B <= MG_MAX_B; buckets == NULL implies
+ *       count == 0 and oldbuckets == NULL; buckets->B == B.
+ *   I2. A slot with tophash >= MG_MIN_TOPHASH holds a key whose hash gives
+ *       that tophash and whose bucket in that array is the one it sits in.
+ *   I3. Once a slot of a chain is emptyRest, every later slot of the chain
+ *       (and of its overflow buckets) is emptyRest.
+ *   I4. No key is stored twice (counting old buckets not yet evacuated).
+ *   I5. count equals the number of live slots in the bucket array plus
+ *       those in old buckets not yet evacuated.
+ *   I6. While growing: old buckets (pairs when shrinking) below nevacuate
+ *       are evacuated; an evacuated old bucket has only evacuated* tophash
+ *       values; a new bucket fed by an unevacuated old bucket is empty.
+ *   I7. A table's noverflow equals the overflow buckets chained in it.
+ *   I8. The stored hash of a byte key is the hash of its bytes.
+ */
+#include "internal.h"
+#include "hash.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+
+/* ---------------------------------------------------------------------------
+ * Memory
+ * ------------------------------------------------------------------------ */
+
+/* Allocations at least this big go straight to mmap: zero pages come
+ * lazily (no pass over the memory when a grow starts), they are returned to
+ * the kernel when freed, and they may use transparent huge pages. */
+#define MG_MMAP_MIN ((size_t)1 << 20)
+
+static void *sys_malloc(void *ctx, size_t size)
+{
+    (void)ctx;
+    if (size >= MG_MMAP_MIN) {
+        void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED)
+            return NULL;
+#if defined(MADV_HUGEPAGE) && defined(MG_USE_HUGEPAGES)
+        (void)madvise(p, size, MADV_HUGEPAGE);
+#endif
+        return p;
+    }
+    return malloc(size);
+}
+static void *sys_calloc(void *ctx, size_t size)
+{
+    if (size >= MG_MMAP_MIN)
+        return sys_malloc(ctx, size); /* anonymous mappings are zero */
+    return calloc(1, size);
+}
+static void sys_free(void *ctx, void *p, size_t size)
+{
+    (void)ctx;
+    if (!p)
+        return;
+    if (size >= MG_MMAP_MIN)
+        munmap(p, size);
+    else
+        free(p);
+}
+
+static const mg_allocator sys_alloc = {sys_malloc, sys_calloc, sys_free, NULL};
+
+void *mg__malloc(const mg_map *m, size_t size)
+{
+    return m->alloc.malloc(m->alloc.ctx, size);
+}
+void *mg__calloc(const mg_map *m, size_t size)
+{
+    return m->alloc.calloc(m->alloc.ctx, size);
+}
+void mg__free(const mg_map *m, void *p, size_t size)
+{
+    if (p)
+        m->alloc.free(m->alloc.ctx, p, size);
+}
+
+/* ---------------------------------------------------------------------------
+ * Bucket arrays
+ * ------------------------------------------------------------------------ */
+
+/* A cursor over one bucket of a chain: its tophash word, its overflow link
+ * and its slots. */
+typedef struct {
+    uint64_t *th;
+    mg_ovf **ov;
+    mg_slot *s;
+} bref;
+
+static inline bref bucket_at(const mg_table *t, size_t i)
+{
+    return (bref){&t->tophash[i], &t->overflow[i], &t->slots[i * MG_BUCKET_CNT]};
+}
+static inline bool bucket_next(bref *b)
+{
+    mg_ovf *o = *b->ov;
+    if (!o)
+        return false;
+    b->th = &o->tophash;
+    b->ov = &o->overflow;
+    b->s = o->slots;
+    return true;
+}
+
+static size_t chunk_size(const mg_table *t)
+{
+    size_t n = t->nbuckets / 256;
+    return n < 4 ? 4 : n;
+}
+
+static mg_table *table_new(mg_map *m, unsigned B)
+{
+    if (B > MG_MAX_B)
+        return NULL;
+    size_t n = (size_t)1 << B;
+    if (n > SIZE_MAX / (16 + MG_BUCKET_CNT * sizeof(mg_slot)) / 2)
+        return NULL;
+    mg_table *t = mg__malloc(m, sizeof *t);
+    if (!t)
+        return NULL;
+    memset(t, 0, sizeof *t);
+    size_t cbytes = n * sizeof(uint64_t);
+    size_t sbytes = n * MG_BUCKET_CNT * sizeof(mg_slot) + 64;
+    /* Zeroed: every tophash is emptyRest, every link NULL. */
+    t->tophash = mg__calloc(m, cbytes);
+    t->overflow = t->tophash ? mg__calloc(m, cbytes) : NULL;
+    t->slots_raw = t->overflow ? mg__malloc(m, sbytes) : NULL;
+    if (!t->slots_raw) {
+        mg__free(m, t->overflow, cbytes);
+        mg__free(m, t->tophash, cbytes);
+        mg__free(m, t, sizeof *t);
+        return NULL;
+    }
+    t->slots = (mg_slot *)(((uintptr_t)t->slots_raw + 63) & ~(uintptr_t)63);
+    t->nbuckets = n;
+    t->mask = n - 1;
+    t->B = B;
+    t->bytes = sizeof *t + 2 * cbytes + sbytes;
+    atomic_init(&t->refs, 1);
+    return t;
+}
+
+static void table_free(mg_map *m, mg_table *t)
+{
+    mg_chunk *c = t->chunks;
+    while (c) {
+        mg_chunk *next = c->next;
+        mg__free(m, c, c->bytes);
+        c = next;
+    }
+    mg__free(m, t->tophash, t->nbuckets * sizeof(uint64_t));
+    mg__free(m, t->overflow, t->nbuckets * sizeof(mg_ovf *));
+    mg__free(m, t->slots_raw, t->nbuckets * MG_BUCKET_CNT * sizeof(mg_slot) + 64);
+    mg__free(m, t, sizeof *t);
+}
+
+void mg__table_unref(mg_map *m, mg_table *t)
+{
+    if (t && atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) == 1)
+        table_free(m, t);
+}
+
+/* Make sure t can hand out `need` overflow buckets without allocating. */
+static bool pool_reserve(mg_map *m, mg_table *t, size_t need)
+{
+    if (t->pool_n >= need)
+        return true;
+    size_t n = chunk_size(t);
+    if (n < need)
+        n = need;
+    size_t bytes = sizeof(mg_chunk) + n * sizeof(mg_ovf);
+    mg_chunk *c = mg__malloc(m, bytes);
+    if (!c)
+        return false;
+    c->next = t->chunks;
+    c->n = n;
+    c->bytes = bytes;
+    t->chunks = c;
+    t->bytes += bytes;
+    /* The unused rest of the previous chunk is abandoned (it is small). */
+    t->pool = c->b;
+    t->pool_n = n;
+    return true;
+}
+
+/* Go: newoverflow.  The caller reserved it. */
+static inline mg_ovf *pool_take(mg_table *t)
+{
+    MG_ASSERT(t->pool_n > 0);
+    mg_ovf *o = t->pool++;
+    t->pool_n--;
+    o->tophash = 0;
+    o->overflow = NULL;
+    t->noverflow++;
+    return o;
+}
+
+static size_t chain_len(const mg_table *t, size_t i)
+{
+    size_t n = 1;
+    for (const mg_ovf *o = t->overflow[i]; o; o = o->overflow)
+        n++;
+    return n;
+}
+
+/* ---------------------------------------------------------------------------
+ * Keys
+ * ------------------------------------------------------------------------ */
+
+static inline bool key_eq(uint64_t stored, uint64_t hash, uint64_t key,
+                          const void *kb, size_t klen, bool bytes)
+{
+    if (!bytes)
+        return stored == key;
+    const mg_bkey *bk = (const mg_bkey *)(uintptr_t)stored;
+    return bk->hash == hash && bk->len == klen &&
+           (klen == 0 || memcmp(bk->data, kb, klen) == 0);
+}
+
+static inline uint64_t stored_hash(const mg_map *m, uint64_t stored, bool bytes)
+{
+    if (bytes)
+        return ((const mg_bkey *)(uintptr_t)stored)->hash;
+    return mg__hash_u64(stored, m->seed, m->seed2);
+}
+
+static size_t bkey_size(size_t len)
+{
+    return sizeof(mg_bkey) + len;
+}
+
+static void bkey_release(mg_map *m, uint64_t stored)
+{
+    mg_bkey *bk = (mg_bkey *)(uintptr_t)stored;
+    if (atomic_load_explicit(&m->iterators, memory_order_acquire) > 0) {
+        /* An iterator may still read it from an old bucket (R3). */
+        mg_dead *d = mg__malloc(m, sizeof *d);
+        if (d) {
+            d->key = bk;
+            d->next = m->dead;
+            m->dead = d;
+            return;
+        }
+        /* No memory for the list: leak the key rather than risk a read of
+         * freed memory.  Accounted in keybytes no more. */
+        m->keybytes -= bkey_size(bk->len);
+        return;
+    }
+    m->keybytes -= bkey_size(bk->len);
+    mg__free(m, bk, bkey_size(bk->len));
+}
+
+/* Free the byte keys deleted while iterators were live (none is now). */
+static void dead_flush(mg_map *m)
+{
+    mg_dead *d = m->dead;
+    m->dead = NULL;
+    while (d) {
+        mg_dead *next = d->next;
+        m->keybytes -= bkey_size(d->key->len);
+        mg__free(m, d->key, bkey_size(d->key->len));
+        mg__free(m, d, sizeof *d);
+        d = next;
+    }
+}
+
+/* ---------------------------------------------------------------------------
+ * Guards (the fast half; the reports live in guard.c)
+ * ------------------------------------------------------------------------ */
+
+static inline uint64_t want_magic(bool bytes)
+{
+    return bytes ? MG_MAGIC_BYTES : MG_MAGIC_U64;
+}
+
+static inline void check_header(const mg_map *m, bool bytes)
+{
+    if (MG_UNLIKELY(m->magic != want_magic(bytes) || m->B > MG_MAX_B))
+        mg__bad_header(m, want_magic(bytes));
+}
+
+static inline uintptr_t write_begin(mg_map *m)
+{
+    uintptr_t self = mg__self_token();
+    if (MG_UNLIKELY(atomic_load_explicit(&m->writer, memory_order_relaxed) != 0))
+        mg__fatal(MG_FATAL_CONCURRENT_WRITES, m);
+    atomic_store_explicit(&m->writer, self, memory_order_relaxed);
+    atomic_signal_fence(memory_order_seq_cst);
+    return self;
+}
+
+static inline void write_end(mg_map *m, uintptr_t self)
+{
+    atomic_signal_fence(memory_order_seq_cst);
+    if (MG_UNLIKELY(atomic_load_explicit(&m->writer, memory_order_relaxed) != self))
+        mg__fatal(MG_FATAL_CONCURRENT_WRITES, m);
+    atomic_store_explicit(&m->writer, 0, memory_order_relaxed);
+}
+
+static inline void read_check(const mg_map *m)
+{
+    if (MG_UNLIKELY(atomic_load_explicit(&((mg_map *)m)->writer,
+                                         memory_order_relaxed) != 0))
+        mg__fatal(MG_FATAL_CONCURRENT_READ_WRITE, m);
+}
+
+/* ---------------------------------------------------------------------------
+ * Growth and evacuation
+ * ------------------------------------------------------------------------ */
+
+/* Number of evacuation units: old buckets, or old bucket pairs when
+ * shrinking. */
+static inline size_t evac_units(const mg_map *m)
+{
+    size_t n = m->oldbuckets->nbuckets;
+    return m->grow == MG_GROW_SHRINK ? n / 2 : n;
+}
+
+/* Overflow buckets the evacuation of unit u can need in the new array. */
+static size_t evac_need(const mg_map *m, size_t u)
+{
+    const mg_table *old = m->oldbuckets;
+    if (mg__evacuated(old->tophash[u]))
+        return 0;
+    size_t n = chain_len(old, u);
+    if (m->grow == MG_GROW_SHRINK)
+        n += chain_len(old, u + old->nbuckets / 2);
+    return n;
+}
+
+typedef struct {
+    bref b;
+    unsigned i;
+    uint64_t th;
+} dest;
+
+static inline void dest_init(dest *d, mg_table *t, size_t i)
+{
+    d->b = bucket_at(t, i);
+    d->i = 0;
+    d->th = 0;
+    MG_ASSERT(*d->b.th == 0 && *d->b.ov == NULL);
+}
+
+static inline void dest_put(mg_table *t, dest *d, const mg_slot *src, uint8_t top)
+{
+    if (d->i == MG_BUCKET_CNT) {
+        *d->b.th = d->th;
+        *d->b.ov = pool_take(t);
+        bucket_next(&d->b);
+        d->i = 0;
+        d->th = 0;
+    }
+    d->b.s[d->i] = *src;
+    d->th |= (uint64_t)top << (8 * d->i);
+    d->i++;
+}
+
+static inline void dest_finish(dest *d)
+{
+    *d->b.th = d->th;
+}
+
+/* Move one old chain into x (and y when doubling), marking the old slots. */
+static void evacuate_chain(mg_map *m, mg_table *old, size_t ob, dest *x, dest *y,
+                           uint64_t newbit, bool bytes)
+{
+    mg_table *t = m->buckets;
+    bref b = bucket_at(old, ob);
+    do {
+        uint64_t w = *b.th, nw = 0;
+        for (unsigned i = 0; i < MG_BUCKET_CNT; i++) {
+            uint8_t top = mg__th_get(w, i);
+            uint8_t mark = MG_EVAC_EMPTY;
+            if (!mg__is_empty(top)) {
+                bool useY = y && (stored_hash(m, b.s[i].key, bytes) & newbit);
+                mark = useY ? MG_EVAC_Y : MG_EVAC_X;
+                dest_put(t, useY ? y : x, &b.s[i], top);
+            }
+            nw |= (uint64_t)mark << (8 * i);
+        }
+        *b.th = nw;
+    } while (bucket_next(&b));
+}
+
+static void grow_finish(mg_map *m)
+{
+    mg_table *old = m->oldbuckets;
+    m->oldbuckets = NULL;
+    m->grow = MG_GROW_NONE;
+    m->nevacuate = 0;
+    mg__table_unref(m, old);
+}
+
+/* Go: advanceEvacuationMark. */
+static size_t next_mark(const mg_map *m, size_t from);
+static void advance_mark(mg_map *m)
+{
+    m->nevacuate = next_mark(m, m->nevacuate);
+    if (m->nevacuate == evac_units(m))
+        grow_finish(m);
+}
+
+/* Go: evacuate.  The caller reserved evac_need(u) overflow buckets. */
+static void evacuate(mg_map *m, size_t u, bool bytes)
+{
+    mg_table *old = m->oldbuckets;
+    if (!mg__evacuated(old->tophash[u])) {
+        dest x, y;
+        switch (m->grow) {
+        case MG_GROW_DOUBLE:
+            dest_init(&x, m->buckets, u);
+            dest_init(&y, m->buckets, u + old->nbuckets);
+            evacuate_chain(m, old, u, &x, &y, old->nbuckets, bytes);
+            dest_finish(&x);
+            dest_finish(&y);
+            break;
+        case MG_GROW_SAME:
+            dest_init(&x, m->buckets, u);
+            evacuate_chain(m, old, u, &x, NULL, 0, bytes);
+            dest_finish(&x);
+            break;
+        default: /* MG_GROW_SHRINK: the pair u, u + half */
+            dest_init(&x, m->buckets, u);
+            evacuate_chain(m, old, u, &x, NULL, 0, bytes);
+            evacuate_chain(m, old, u + old->nbuckets / 2, &x, NULL, 0, bytes);
+            dest_finish(&x);
+            break;
+        }
+    }
+    if (u == m->nevacuate)
+        advance_mark(m);
+}
+
+/* Where advance_mark would leave nevacuate after evacuating unit `from`. */
+static size_t next_mark(const mg_map *m, size_t from)
+{
+    size_t units = evac_units(m), j = from + 1;
+    size_t stop = j + 1024 < units ? j + 1024 : units;
+    while (j != stop && mg__evacuated(m->oldbuckets->tophash[j]))
+        j++;
+    return j;
+}
+
+/* The first unit growWork evacuates for a write to new bucket b. */
+static inline size_t work_unit(const mg_map *m, size_t b, bool insert)
+{
+    if (m->grow == MG_GROW_SHRINK && !insert)
+        return m->nevacuate;
+    return b & (evac_units(m) - 1);
+}
+
+/* Reserve what growWork for new bucket b needs, plus `extra`. */
+static bool grow_reserve(mg_map *m, size_t b, size_t extra, bool insert)
+{
+    size_t units = evac_units(m);
+    size_t u = work_unit(m, b, insert);
+    size_t need = evac_need(m, u) + extra;
+    size_t second = u == m->nevacuate ? next_mark(m, u) : m->nevacuate;
+    if (second < units && second != u)
+        need += evac_need(m, second);
+    return pool_reserve(m, m->buckets, need);
+}
+
+/* Go: growWork.  A delete during a shrink (ours) evacuates the pair at
+ * nevacuate instead of the pair it touches: a delete can act on an old
+ * bucket that is not evacuated yet, and walking the old array in order
+ * costs far less than jumping to a random pair.  An insert must evacuate
+ * its own pair first, as in Go. */
+static void grow_work(mg_map *m, size_t b, bool bytes, bool insert)
+{
+    size_t u = work_unit(m, b, insert);
+    evacuate(m, u, bytes);
+    if (m->oldbuckets)
+        evacuate(m, m->nevacuate, bytes);
+}
+
+/* Go: hashGrow, followed by what the first growWork needs.  Nothing
+ * changes unless every allocation succeeded. */
+static int hash_grow(mg_map *m, uint64_t hash)
+{
+    mg_table *t = m->buckets;
+    bool same = !mg__over_load(m->count + 1, m->B);
+    unsigned nb = same ? m->B : m->B + 1u;
+    mg_table *nt = table_new(m, nb);
+    if (!nt)
+        return MG_ENOMEM;
+    uint8_t oldB = m->B;
+    m->oldbuckets = t;
+    m->buckets = nt;
+    m->B = (uint8_t)nb;
+    m->nevacuate = 0;
+    m->grow = same ? MG_GROW_SAME : MG_GROW_DOUBLE;
+    /* What the first growWork and the insert need, or undo. */
+    if (!grow_reserve(m, hash & mg__bucket_mask(nb), 1, true)) {
+        m->oldbuckets = NULL;
+        m->buckets = t;
+        m->B = oldB;
+        m->grow = MG_GROW_NONE;
+        table_free(m, nt);
+        return MG_ENOMEM;
+    }
+    if (same)
+        m->same_size_grows_total++;
+    else
+        m->grows_total++;
+    return MG_OK;
+}
+
+static unsigned floor_B(const mg_map *m)
+{
+    return m->hintB > MG_SHRINK_MIN_B ? m->hintB : MG_SHRINK_MIN_B;
+}
+
+/* S1: start a shrink if the map has become sparse. */
+static void maybe_shrink(mg_map *m)
+{
+    if (m->oldbuckets || m->B <= floor_B(m))
+        return;
+    size_t loadmax = (size_t)MG_LOAD_NUM * (((size_t)1 << m->B) / MG_LOAD_DEN);
+    if (m->count > loadmax / MG_SHRINK_DIV)
+        return;
+    mg_table *nt = table_new(m, m->B - 1u);
+    if (!nt)
+        return; /* no memory: stay big, try again on a later delete */
+    m->oldbuckets = m->buckets;
+    m->buckets = nt;
+    m->B = (uint8_t)(m->B - 1);
+    m->nevacuate = 0;
+    m->grow = MG_GROW_SHRINK;
+    m->shrinks_total++;
+}
+
+/* S4: drop every bucket array; the next insert allocates at the hint's B. */
+static void reset_tables(mg_map *m)
+{
+    mg__table_unref(m, m->oldbuckets);
+    mg__table_unref(m, m->buckets);
+    m->oldbuckets = NULL;
+    m->buckets = NULL;
+    m->grow = MG_GROW_NONE;
+    m->nevacuate = 0;
+    m->B = m->hintB;
+}
+
+/* ---------------------------------------------------------------------------
+ * Lookup
+ * ------------------------------------------------------------------------ */
+
+/* Start loading a bucket's two slot lines while its tophash word loads: a
+ * hit then waits for one memory access, not two in a row. */
+static inline void prefetch_slots(const mg_slot *s, int write)
+{
+#ifdef MG_NOPF
+    (void)s; (void)write; return;
+#endif
+#ifdef MG_PF1
+    __builtin_prefetch(s, 0); (void)write; return;
+#endif
+    if (write) {
+        __builtin_prefetch(s, 1);
+        __builtin_prefetch(s + MG_BUCKET_CNT / 2, 1);
+    } else {
+        __builtin_prefetch(s, 0);
+        __builtin_prefetch(s + MG_BUCKET_CNT / 2, 0);
+    }
+}
+
+/* The chain a key lives in right now: its old bucket while that is not
+ * evacuated, else its bucket in the current array. */
+static inline bref home_bucket(const mg_map *m, uint64_t hash)
+{
+    const mg_table *old = m->oldbuckets;
+    if (MG_UNLIKELY(old != NULL)) {
+        size_t ob = hash & mg__bucket_mask(old->B);
+        if (!mg__evacuated(old->tophash[ob]))
+            return bucket_at(old, ob);
+    }
+    return bucket_at(m->buckets, hash & m->buckets->mask);
+}
+
+static inline mg_slot *find(const mg_map *m, uint64_t hash, uint64_t key,
+                            const void *kb, size_t klen, bool bytes)
+{
+    if (MG_UNLIKELY(m->buckets == NULL))
+        return NULL;
+    bref b = home_bucket(m, hash);
+    prefetch_slots(b.s, 0);
+    uint8_t top = mg__tophash(hash);
+    for (;;) {
+        uint64_t w = *b.th;
+        for (uint64_t mm = mg__match(w, top); mm; mm &= mm - 1) {
+            mg_slot *s = &b.s[mg__first_slot(mm)];
+            if (MG_LIKELY(key_eq(s->key, hash, key, kb, klen, bytes)))
+                return s;
+        }
+        if (mg__zero_bytes(w) || !bucket_next(&b))
+            return NULL;
+    }
+}
+
+bool mg__lookup_slot(mg_map *m, uint64_t hash, uint64_t key, const void *kb,
+                     size_t klen, mg_slot **out)
+{
+    bool bytes = m->keykind == MG_KEY_BYTES;
+    *out = find(m, hash, key, kb, klen, bytes);
+    return *out != NULL;
+}
+
+/* ---------------------------------------------------------------------------
+ * Insert
+ * ------------------------------------------------------------------------ */
+
+/* Go: mapassign.  For byte maps `key` is the new mg_bkey (or 0 when the
+ * caller knows the key is present). */
+static inline int assign(mg_map *m, uint64_t hash, uint64_t key, const void *kb,
+                         size_t klen, uint64_t val, bool bytes)
+{
+    mg_table *t = m->buckets;
+    if (MG_UNLIKELY(t == NULL)) {
+        t = table_new(m, m->B);
+        if (!t)
+            return MG_ENOMEM;
+        m->buckets = t;
+    }
+    uint8_t top = mg__tophash(hash);
+again:;
+    size_t bi = hash & mg__bucket_mask(m->B);
+    if (MG_UNLIKELY(m->oldbuckets != NULL)) {
+        if (!grow_reserve(m, bi, 1, true))
+            return MG_ENOMEM;
+        grow_work(m, bi, bytes, true);
+    }
+    t = m->buckets;
+    bref b = bucket_at(t, bi);
+    prefetch_slots(b.s, 1);
+    uint64_t *insth = NULL;
+    mg_slot *inss = NULL;
+    unsigned insi = 0;
+    for (;;) {
+        uint64_t w = *b.th;
+        for (uint64_t mm = mg__match(w, top); mm; mm &= mm - 1) {
+            mg_slot *s = &b.s[mg__first_slot(mm)];
+            if (key_eq(s->key, hash, bytes ? 0 : key, kb, klen, bytes)) {
+                s->val = val;
+                return 1; /* updated */
+            }
+        }
+        if (!insth) {
+            uint64_t e = mg__match_empty(w);
+            if (e) {
+                insth = b.th;
+                inss = b.s;
+                insi = mg__first_slot(e);
+            }
+        }
+        if (mg__zero_bytes(w) || !bucket_next(&b))
+            break;
+    }
+    /* A new key.  Go: grow if over the load factor or too many overflows. */
+    if (!m->oldbuckets && (mg__over_load(m->count + 1, m->B) ||
+                           mg__too_many_overflow(t->noverflow, m->B))) {
+        int rc = hash_grow(m, hash);
+        if (rc != MG_OK)
+            return rc;
+        goto again;
+    }
+    if (bytes && key == 0)
+        mg__internal_error("byte key absent at insert", __FILE__, __LINE__);
+    if (!insth) {
+        if (!pool_reserve(m, t, 1))
+            return MG_ENOMEM;
+        mg_ovf *o = pool_take(t);
+        *b.ov = o;
+        insth = &o->tophash;
+        inss = o->slots;
+        insi = 0;
+    }
+    inss[insi].key = key;
+    inss[insi].val = val;
+    *insth = mg__th_set(*insth, insi, top);
+    m->count++;
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------
+ * Delete
+ * ------------------------------------------------------------------------ */
+
+/* Go: mapdelete's slot clearing, with the emptyRest fix-up. */
+static void clear_slot(bref orig, bref b, unsigned i)
+{
+    *b.th = mg__th_set(*b.th, i, MG_EMPTY_ONE);
+    if (i == MG_BUCKET_CNT - 1) {
+        mg_ovf *o = *b.ov;
+        if (o && (uint8_t)o->tophash != MG_EMPTY_REST)
+            return;
+    } else if (mg__th_get(*b.th, i + 1) != MG_EMPTY_REST) {
+        return;
+    }
+    for (;;) {
+        *b.th = mg__th_set(*b.th, i, MG_EMPTY_REST);
+        if (i == 0) {
+            if (b.th == orig.th)
+                break;
+            /* Find the previous bucket; continue at its last slot. */
+            uint64_t *target = b.th;
+            bref p = orig;
+            while (&(*p.ov)->tophash != target)
+                bucket_next(&p);
+            b = p;
+            i = MG_BUCKET_CNT - 1;
+        } else {
+            i--;
+        }
+        if (mg__th_get(*b.th, i) != MG_EMPTY_ONE)
+            break;
+    }
+}
+
+static inline bool delete_key(mg_map *m, uint64_t hash, uint64_t key,
+                              const void *kb, size_t klen, bool bytes)
+{
+    size_t bi = hash & mg__bucket_mask(m->B);
+    if (MG_UNLIKELY(m->oldbuckets != NULL) && grow_reserve(m, bi, 0, false))
+        grow_work(m, bi, bytes, false);
+    bref orig = home_bucket(m, hash), b = orig;
+    prefetch_slots(b.s, 1);
+    uint8_t top = mg__tophash(hash);
+    for (;;) {
+        uint64_t w = *b.th;
+        for (uint64_t mm = mg__match(w, top); mm; mm &= mm - 1) {
+            unsigned i = mg__first_slot(mm);
+            mg_slot *s = &b.s[i];
+            if (key_eq(s->key, hash, key, kb, klen, bytes)) {
+                if (bytes)
+                    bkey_release(m, s->key);
+                clear_slot(orig, b, i);
+                m->count--;
+                if (m->count == 0) {
+                    mg__reseed(m); /* Go: map.go:796-800 */
+                    if (m->B > m->hintB || m->oldbuckets)
+                        reset_tables(m);
+                } else {
+                    maybe_shrink(m);
+                }
+                return true;
+            }
+        }
+        if (mg__zero_bytes(w) || !bucket_next(&b))
+            return false;
+    }
+}
+
+/* ---------------------------------------------------------------------------
+ * Walking every live key (clear, free, debug)
+ * ------------------------------------------------------------------------ */
+
+typedef void (*slot_fn)(mg_map *m, mg_slot *s, void *arg);
+
+static void walk_chain(mg_map *m, const mg_table *t, size_t i, slot_fn fn, void *arg)
+{
+    bref b = bucket_at(t, i);
+    do {
+        for (unsigned j = 0; j < MG_BUCKET_CNT; j++)
+            if (mg__th_get(*b.th, j) >= MG_MIN_TOPHASH)
+                fn(m, &b.s[j], arg);
+    } while (bucket_next(&b));
+}
+
+static void walk_live(mg_map *m, slot_fn fn, void *arg)
+{
+    if (m->oldbuckets)
+        for (size_t i = 0; i < m->oldbuckets->nbuckets; i++)
+            if (!mg__evacuated(m->oldbuckets->tophash[i]))
+                walk_chain(m, m->oldbuckets, i, fn, arg);
+    if (m->buckets)
+        for (size_t i = 0; i < m->buckets->nbuckets; i++)
+            walk_chain(m, m->buckets, i, fn, arg);
+}
+
+static void release_slot_key(mg_map *m, mg_slot *s, void *arg)
+{
+    (void)arg;
+    bkey_release(m, s->key);
+}
+
+/* ---------------------------------------------------------------------------
+ * Public API
+ * ------------------------------------------------------------------------ */
+
+static unsigned hint_to_B(size_t hint, mg_keykind kind)
+{
+    /* Go: makemap treats a hint whose bucket memory would overflow or
+     * exceed maxAlloc (2^48 on linux/amd64) as 0.  The bucket sizes are
+     * Go's for map[uint64]uint64 and map[string]uint64. */
+    size_t bucketsize = kind == MG_KEY_BYTES ? 208 : 144;
+    if (hint > ((size_t)1 << 48) / bucketsize)
+        hint = 0;
+    unsigned B = 0;
+    while (mg__over_load(hint, B))
+        B++;
+    return B;
+}
+
+mg_map *mg_new(const mg_options *opt)
+{
+    mg_options o = {0};
+    if (opt)
+        o = *opt;
+    if ((unsigned)o.mode > MG_ACTOR || (unsigned)o.key > MG_KEY_BYTES) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (o.mode != MG_UNSYNC) {
+        errno = ENOTSUP;
+        return NULL;
+    }
+    if (o.alloc && (!o.alloc->malloc || !o.alloc->calloc || !o.alloc->free)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    const mg_allocator *a = o.alloc ? o.alloc : &sys_alloc;
+    mg_map *m = a->malloc(a->ctx, sizeof *m);
+    if (!m) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    memset(m, 0, sizeof *m);
+    m->alloc = *a;
+    m->custom_alloc = o.alloc != NULL;
+    m->keykind = (uint8_t)o.key;
+    m->magic = want_magic(o.key == MG_KEY_BYTES);
+    mg__reseed(m);
+    m->hintB = (uint8_t)hint_to_B(o.hint, o.key);
+    m->B = m->hintB;
+    atomic_init(&m->writer, 0);
+    atomic_init(&m->iterators, 0);
+    if (o.name) {
+        size_t n = strlen(o.name) + 1;
+        m->name = mg__malloc(m, n);
+        if (!m->name)
+            goto nomem;
+        memcpy(m->name, o.name, n);
+    }
+    if (m->B > 0) { /* Go allocates eagerly when the hint asks for buckets */
+        m->buckets = table_new(m, m->B);
+        if (!m->buckets)
+            goto nomem;
+    }
+    return m;
+nomem:
+    if (m->name)
+        mg__free(m, m->name, strlen(m->name) + 1);
+    a->free(a->ctx, m, sizeof *m);
+    errno = ENOMEM;
+    return NULL;
+}
+
+void mg_free(mg_map *m)
+{
+    if (!m)
+        return;
+    check_header(m, m->magic == MG_MAGIC_BYTES);
+    uintptr_t self = write_begin(m);
+    (void)self;
+    if (m->keykind == MG_KEY_BYTES) {
+        atomic_store(&m->iterators, 0); /* no iterator may outlive the map */
+        walk_live(m, release_slot_key, NULL);
+        dead_flush(m);
+    }
+    mg__table_unref(m, m->oldbuckets);
+    mg__table_unref(m, m->buckets);
+    if (m->name)
+        mg__free(m, m->name, strlen(m->name) + 1);
+    m->magic = MG_MAGIC_FREED;
+    atomic_store_explicit(&m->writer, 0, memory_order_relaxed);
+    mg_allocator a = m->alloc;
+    a.free(a.ctx, m, sizeof *m);
+}
+
+int mg_put_u64(mg_map *m, uint64_t key, uint64_t val)
+{
+    if (MG_UNLIKELY(m == NULL))
+        mg__fatal(MG_FATAL_NIL_MAP, NULL);
+    check_header(m, false);
+    uint64_t hash = mg__hash_u64(key, m->seed, m->seed2);
+    uintptr_t self = write_begin(m);
+    int rc = assign(m, hash, key, NULL, 0, val, false);
+    write_end(m, self);
+    return rc < 0 ? rc : MG_OK;
+}
+
+bool mg_get_u64(mg_map *m, uint64_t key, uint64_t *val)
+{
+    if (MG_UNLIKELY(m == NULL))
+        return false;
+    check_header(m, false);
+    read_check(m);
+    const mg_slot *s = find(m, mg__hash_u64(key, m->seed, m->seed2), key, NULL, 0, false);
+    if (!s)
+        return false;
+    if (val)
+        *val = s->val;
+    return true;
+}
+
+bool mg_del_u64(mg_map *m, uint64_t key)
+{
+    if (m == NULL)
+        return false;
+    check_header(m, false);
+    if (m->count == 0) /* Go: no check on an empty map */
+        return false;
+    uint64_t hash = mg__hash_u64(key, m->seed, m->seed2);
+    uintptr_t self = write_begin(m);
+    bool found = delete_key(m, hash, key, NULL, 0, false);
+    write_end(m, self);
+    return found;
+}
+
+int mg_put(mg_map *m, const void *key, size_t len, uint64_t val)
+{
+    if (MG_UNLIKELY(m == NULL))
+        mg__fatal(MG_FATAL_NIL_MAP, NULL);
+    check_header(m, true);
+    if (len > MG_KEY_MAX)
+        return MG_EKEYLEN;
+    if (!key && len > 0)
+        return MG_EINVAL;
+    uint64_t hash = mg__hash_bytes(key, len, m->seed);
+    uintptr_t self = write_begin(m);
+    /* Copy the key before changing anything, so an allocation failure
+     * leaves the map as it was; skip the copy for an update. */
+    mg_bkey *bk = NULL;
+    if (!find(m, hash, 0, key, len, true)) {
+        bk = mg__malloc(m, bkey_size(len));
+        if (!bk) {
+            write_end(m, self);
+            return MG_ENOMEM;
+        }
+        bk->hash = hash;
+        bk->len = len;
+        if (len)
+            memcpy(bk->data, key, len);
+    }
+    int rc = assign(m, hash, (uint64_t)(uintptr_t)bk, key, len, val, true);
+    if (rc == 0)
+        m->keybytes += bkey_size(len);
+    else if (bk)
+        mg__free(m, bk, bkey_size(len)); /* MG_ENOMEM, or found after all */
+    write_end(m, self);
+    return rc < 0 ? rc : MG_OK;
+}
+
+bool mg_get(mg_map *m, const void *key, size_t len, uint64_t *val)
+{
+    if (MG_UNLIKELY(m == NULL))
+        return false;
+    check_header(m, true);
+    read_check(m);
+    if (len > MG_KEY_MAX || (!key && len > 0))
+        return false;
+    const mg_slot *s = find(m, mg__hash_bytes(key, len, m->seed), 0, key, len, true);
+    if (!s)
+        return false;
+    if (val)
+        *val = s->val;
+    return true;
+}
+
+bool mg_del(mg_map *m, const void *key, size_t len)
+{
+    if (m == NULL)
+        return false;
+    check_header(m, true);
+    if (m->count == 0 || len > MG_KEY_MAX || (!key && len > 0))
+        return false;
+    uint64_t hash = mg__hash_bytes(key, len, m->seed);
+    uintptr_t self = write_begin(m);
+    bool found = delete_key(m, hash, 0, key, len, true);
+    write_end(m, self);
+    return found;
+}
+
+size_t mg_len(const mg_map *m)
+{
+    return m ? m->count : 0;
+}
+
+void mg_clear(mg_map *m)
+{
+    if (!m)
+        return;
+    check_header(m, m->magic == MG_MAGIC_BYTES);
+    uintptr_t self = write_begin(m);
+    if (m->keykind == MG_KEY_BYTES) {
+        walk_live(m, release_slot_key, NULL);
+        if (atomic_load(&m->iterators) == 0)
+            dead_flush(m);
+    }
+    reset_tables(m);
+    m->count = 0;
+    mg__reseed(m);
+    m->clearseq++;
+    if (m->B > 0) /* like mg_new: the hint's buckets are there */
+        m->buckets = table_new(m, m->B); /* NULL is fine: allocated lazily */
+    write_end(m, self);
+}
+
+/* Called by the iterator when the last one finishes. */
+void mg__iterators_done(mg_map *m)
+{
+    /* Only the writer may touch the dead list; if none is writing now and no
+     * iterator is live, free it.  (A new iterator or writer after this check
+     * is the single-writer rule's business.) */
+    if (m->dead && atomic_load(&m->iterators) == 0 &&
+        atomic_load_explicit(&m->writer, memory_order_relaxed) == 0)
+        dead_flush(m);
+}
+
+int mg_stats_get(const mg_map *m, mg_stats *out)
+{
+    if (!out)
+        return MG_EINVAL;
+    memset(out, 0, sizeof *out);
+    if (!m)
+        return MG_OK;
+    check_header(m, m->magic == MG_MAGIC_BYTES);
+    read_check(m);
+    out->count = m->count;
+    out->B = m->B;
+    out->buckets = (size_t)1 << m->B;
+    out->load_factor = (double)m->count / (double)out->buckets;
+    out->growing = m->oldbuckets != NULL;
+    out->same_size_grow = m->grow == MG_GROW_SAME;
+    out->shrinking = m->grow == MG_GROW_SHRINK;
+    out->grows_total = m->grows_total;
+    out->same_size_grows_total = m->same_size_grows_total;
+    out->shrinks_total = m->shrinks_total;
+    size_t bytes = sizeof *m + (m->name ? strlen(m->name) + 1 : 0) + m->keybytes;
+    if (m->buckets) {
+        out->overflow_buckets += m->buckets->noverflow;
+        bytes += m->buckets->bytes;
+    }
+    if (m->oldbuckets) {
+        out->overflow_buckets += m->oldbuckets->noverflow;
+        out->old_buckets = m->oldbuckets->nbuckets;
+        out->evacuated = m->grow == MG_GROW_SHRINK ? 2 * m->nevacuate : m->nevacuate;
+        bytes += m->oldbuckets->bytes;
+    }
+    out->bytes = bytes;
+    return MG_OK;
+}
+
+const char *mg_name(const mg_map *m)
+{
+    if (!m)
+        return NULL;
+    return m->name ? m->name : "";
+}
+
+mg_keykind mg_key_kind(const mg_map *m)
+{
+    return m && m->keykind == MG_KEY_BYTES ? MG_KEY_BYTES : MG_KEY_U64;
+}

@@ -1,0 +1,228 @@
+/*
+ * map_iter.c - iteration with Go's guarantees (rules R1-R6 in map.c's essay).
+ *
+ * This follows Go 1.19's mapiterinit/mapiternext (runtime/map.go:815-990),
+ * with two additions a C map needs: the iterator holds references on the
+ * bucket arrays it reads (Go's garbage collector does that job), and it
+ * knows shrinking, where an old bucket pair feeds one new bucket.
+ */
+#include "internal.h"
+#include "hash.h"
+
+#include <assert.h>
+
+enum { CHECK_NONE = 0, CHECK_FILTER, CHECK_PAIR, CHECK_PAIR2 };
+
+typedef struct {
+    mg_map *m;
+    mg_table *tab;     /* it.buckets: the array this iteration walks (R2) */
+    mg_table *cur;     /* the array c/s point into, referenced (tab or an old one) */
+    uint64_t clearseq;
+    size_t start, bucket, check_bucket, pair_idx;
+    uint64_t *th;      /* it.bptr: the bucket's tophash word; NULL: next bucket */
+    mg_ovf **ov;       /* its overflow link */
+    mg_slot *s;        /* its slots */
+    uint64_t keybuf;   /* the produced u64 key, so its address stays valid */
+    uint8_t B, offset, i, wrapped, check, done, bytes, pad_;
+} iter_state;
+
+static_assert(sizeof(iter_state) <= sizeof(((mg_iter *)0)->opaque_),
+              "mg_iter too small for the iterator state");
+
+static inline iter_state *state(mg_iter *it)
+{
+    return (iter_state *)(void *)it->opaque_;
+}
+
+static void set_cur(iter_state *st, mg_table *t)
+{
+    if (st->cur == t)
+        return;
+    atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
+    mg__table_unref(st->m, st->cur);
+    st->cur = t;
+}
+
+void mg_iter_init(mg_iter *it, mg_map *m)
+{
+    iter_state *st = state(it);
+    memset(it, 0, sizeof *it);
+    if (!m || m->count == 0 || !m->buckets) {
+        st->done = 1;
+        return;
+    }
+    if (MG_UNLIKELY(m->magic != MG_MAGIC_U64 && m->magic != MG_MAGIC_BYTES))
+        mg__bad_header(m, m->keykind == MG_KEY_BYTES ? MG_MAGIC_BYTES : MG_MAGIC_U64);
+    if (MG_UNLIKELY(atomic_load_explicit(&m->writer, memory_order_relaxed) != 0))
+        mg__fatal(MG_FATAL_CONCURRENT_ITER_WRITE, m);
+    st->m = m;
+    st->bytes = m->keykind == MG_KEY_BYTES;
+    st->tab = m->buckets;
+    atomic_fetch_add_explicit(&st->tab->refs, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&m->iterators, 1, memory_order_acq_rel);
+    st->B = (uint8_t)m->B;
+    st->clearseq = m->clearseq;
+    /* R1: random start bucket and slot offset (Go: map.go:845-852). */
+    uint64_t r = mg__fastrand();
+    st->start = (size_t)(r & mg__bucket_mask(st->B));
+    st->offset = (uint8_t)((r >> st->B) & (MG_BUCKET_CNT - 1));
+    st->bucket = st->start;
+}
+
+void mg_iter_done(mg_iter *it)
+{
+    iter_state *st = state(it);
+    if (st->done == 2 || !st->m) {
+        st->done = 2;
+        return;
+    }
+    mg_map *m = st->m;
+    mg__table_unref(m, st->cur);
+    mg__table_unref(m, st->tab);
+    st->cur = st->tab = NULL;
+    st->done = 2;
+    if (atomic_fetch_sub_explicit(&m->iterators, 1, memory_order_acq_rel) == 1)
+        mg__iterators_done(m);
+}
+
+static inline uint64_t key_hash(const iter_state *st, uint64_t k)
+{
+    if (st->bytes)
+        return ((const mg_bkey *)(uintptr_t)k)->hash;
+    return mg__hash_u64(k, st->m->seed, st->m->seed2);
+}
+
+static void enter_bucket(iter_state *st, mg_table *t, size_t i)
+{
+    set_cur(st, t);
+    st->th = &t->tophash[i];
+    st->ov = &t->overflow[i];
+    st->s = &t->slots[i * MG_BUCKET_CNT];
+    st->i = 0;
+}
+
+bool mg_iter_next(mg_iter *it, const void **key, size_t *len, uint64_t *val)
+{
+    iter_state *st = state(it);
+    if (st->done)
+        return false;
+    mg_map *m = st->m;
+    if (MG_UNLIKELY(atomic_load_explicit(&m->writer, memory_order_relaxed) != 0))
+        mg__fatal(MG_FATAL_CONCURRENT_ITER_WRITE, m);
+    if (st->clearseq != m->clearseq) { /* R6 */
+        st->done = 1;
+        return false;
+    }
+    for (;;) {
+        if (st->th == NULL) {
+            if (st->bucket == st->start && st->wrapped) {
+                st->done = 1;
+                return false;
+            }
+            mg_table *old = m->oldbuckets;
+            if (old && st->B == m->B) {
+                /* R4: started during a grow that is still running. */
+                if (m->grow == MG_GROW_SHRINK) {
+                    if (!mg__evacuated(old->tophash[st->bucket])) {
+                        enter_bucket(st, old, st->bucket);
+                        st->check = CHECK_PAIR;
+                        st->pair_idx = st->bucket + old->nbuckets / 2;
+                    } else {
+                        enter_bucket(st, st->tab, st->bucket);
+                        st->check = CHECK_NONE;
+                    }
+                } else {
+                    size_t ob = st->bucket & mg__bucket_mask(old->B);
+                    if (!mg__evacuated(old->tophash[ob])) {
+                        enter_bucket(st, old, ob);
+                        st->check = m->grow == MG_GROW_SAME ? CHECK_NONE : CHECK_FILTER;
+                        st->check_bucket = st->bucket;
+                    } else {
+                        enter_bucket(st, st->tab, st->bucket);
+                        st->check = CHECK_NONE;
+                    }
+                }
+            } else {
+                enter_bucket(st, st->tab, st->bucket);
+                st->check = CHECK_NONE;
+            }
+            st->bucket++;
+            if (st->bucket == ((size_t)1 << st->B)) {
+                st->bucket = 0;
+                st->wrapped = 1;
+            }
+        }
+        for (; st->i < MG_BUCKET_CNT; st->i++) {
+            unsigned off = (st->i + st->offset) & (MG_BUCKET_CNT - 1);
+            uint8_t top = mg__th_get(*st->th, off);
+            if (mg__is_empty(top) || top == MG_EVAC_EMPTY)
+                continue;
+            uint64_t k = st->s[off].key;
+            if (st->check == CHECK_FILTER &&
+                (key_hash(st, k) & mg__bucket_mask(st->B)) != st->check_bucket)
+                continue; /* headed for the other half */
+            uint64_t v;
+            if (top != MG_EVAC_X && top != MG_EVAC_Y) {
+                v = st->s[off].val; /* the golden data */
+            } else {
+                /* R3: the array moved on; the live map has the truth. */
+                mg_slot *live;
+                const mg_bkey *bk = st->bytes ? (const mg_bkey *)(uintptr_t)k : NULL;
+                if (!mg__lookup_slot(m, key_hash(st, k), k, bk ? bk->data : NULL,
+                                     bk ? bk->len : 0, &live))
+                    continue; /* deleted */
+                k = live->key;
+                v = live->val;
+            }
+            st->i++;
+            if (st->bytes) {
+                const mg_bkey *bk = (const mg_bkey *)(uintptr_t)k;
+                if (key)
+                    *key = bk->data;
+                if (len)
+                    *len = bk->len;
+            } else {
+                st->keybuf = k;
+                if (key)
+                    *key = &st->keybuf;
+                if (len)
+                    *len = sizeof(uint64_t);
+            }
+            if (val)
+                *val = v;
+            return true;
+        }
+        mg_ovf *o = *st->ov;
+        if (o) {
+            st->th = &o->tophash;
+            st->ov = &o->overflow;
+            st->s = o->slots;
+            st->i = 0;
+        } else if (st->check == CHECK_PAIR) {
+            /* The second old bucket of the pair feeding this new bucket. */
+            enter_bucket(st, st->cur, st->pair_idx);
+            st->check = CHECK_PAIR2;
+        } else {
+            st->th = NULL;
+        }
+    }
+}
+
+typedef int (*range_fn)(const void *key, size_t len, uint64_t val, void *arg);
+
+int mg_range(mg_map *m, range_fn fn, void *arg)
+{
+    mg_iter it;
+    const void *k;
+    size_t len;
+    uint64_t v;
+    int rc = 0;
+    if (!fn)
+        return 0;
+    mg_iter_init(&it, m);
+    while (mg_iter_next(&it, &k, &len, &v))
+        if ((rc = fn(k, len, v, arg)) != 0)
+            break;
+    mg_iter_done(&it);
+    return rc;
+}

@@ -1,0 +1,862 @@
+/*
+ * test_fatal.c - misuse must abort with Go's report.
+ *
+ * Each case runs the misuse in a child process (fork) whose stderr goes to a
+ * pipe, and checks that the child died by SIGABRT, that the report's first
+ * line is exactly "fatal error: <Go's message>", that it names the map when
+ * the header is readable, and that it has a "thread " line.
+ *
+ * Deterministic variants store a foreign token in the header's writer word
+ * (through internal.h) to stand for another thread in the middle of a
+ * write; racy variants use real threads and are repeated.  The fatal hook
+ * (mg_on_fatal) is checked through a shared mapping the child writes.
+ *
+ * Run one case by hand with  test_fatal CASE  (the report goes to stderr
+ * only on failure).
+ */
+#include "internal.h"
+#include "mapguard.h"
+#include "../test.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------------------------ */
+/* Running a child                                                          */
+/* ------------------------------------------------------------------------ */
+
+typedef struct {
+    int status;
+    char *out; /* the child's stderr, NUL-terminated */
+    size_t len;
+} child;
+
+static void child_free(child *c)
+{
+    free(c->out);
+    c->out = NULL;
+}
+
+/* Run fn in a child; it must not return (if it does, the child exits 0). */
+static child run_child(void (*fn)(void))
+{
+    int p[2];
+    T_ASSERT(pipe(p) == 0);
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    T_ASSERT(pid >= 0);
+    if (pid == 0) {
+        close(p[0]);
+        dup2(p[1], STDERR_FILENO);
+        close(p[1]);
+        struct rlimit no_core = {0, 0};
+        setrlimit(RLIMIT_CORE, &no_core); /* abort() on purpose: no core files */
+        alarm(30);                       /* a hang shows as SIGALRM */
+        fn();
+        _exit(0);
+    }
+    close(p[1]);
+    child c = {0};
+    size_t cap = 4096;
+    c.out = malloc(cap);
+    T_ASSERT(c.out);
+    for (;;) {
+        if (c.len + 1024 > cap) {
+            cap *= 2;
+            c.out = realloc(c.out, cap);
+            T_ASSERT(c.out);
+        }
+        ssize_t n = read(p[0], c.out + c.len, cap - c.len - 1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        c.len += (size_t)n;
+    }
+    c.out[c.len] = 0;
+    close(p[0]);
+    while (waitpid(pid, &c.status, 0) < 0)
+        T_ASSERT(errno == EINTR);
+    return c;
+}
+
+static void describe(const child *c)
+{
+    if (WIFSIGNALED(c->status))
+        fprintf(stderr, "child killed by signal %d (%s)\n", WTERMSIG(c->status),
+                strsignal(WTERMSIG(c->status)));
+    else if (WIFEXITED(c->status))
+        fprintf(stderr, "child exited with status %d\n", WEXITSTATUS(c->status));
+    fprintf(stderr, "---- child stderr (%zu bytes) ----\n%s\n---- end ----\n", c->len,
+            c->out);
+}
+
+static bool has_line_starting(const char *out, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    for (const char *p = out; p && *p;) {
+        if (strncmp(p, prefix, n) == 0)
+            return true;
+        p = strchr(p, '\n');
+        if (p)
+            p++;
+    }
+    return false;
+}
+
+/* Did the child abort with "fatal error: <msg>" as the report's first line?
+ * skip: lines the test itself printed before the report. */
+static bool is_report(const child *c, const char *msg, int skip)
+{
+    if (!WIFSIGNALED(c->status) || WTERMSIG(c->status) != SIGABRT)
+        return false;
+    const char *p = c->out;
+    for (int i = 0; i < skip && p; i++) {
+        p = strchr(p, '\n');
+        if (p)
+            p++;
+    }
+    if (!p)
+        return false;
+    char first[256];
+    snprintf(first, sizeof first, "fatal error: %s\n", msg);
+    if (strncmp(p, first, strlen(first)) != 0)
+        return false;
+    return has_line_starting(c->out, "thread ");
+}
+
+/* Check one report: first line, SIGABRT, the map's name, a thread line. */
+static void expect_report(child *c, const char *msg, const char *name)
+{
+    if (!is_report(c, msg, 0)) {
+        describe(c);
+        T_FAIL("expected an abort with first line \"fatal error: %s\" and a thread "
+               "line",
+               msg);
+    }
+    if (name) {
+        char q[128];
+        snprintf(q, sizeof q, "\"%s\"", name);
+        if (!strstr(c->out, q)) {
+            describe(c);
+            T_FAIL("the report does not name the map %s", q);
+        }
+    }
+    child_free(c);
+}
+
+static void expect_fatal(void (*fn)(void), const char *msg, const char *name)
+{
+    child c = run_child(fn);
+    expect_report(&c, msg, name);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Helpers for the children                                                 */
+/* ------------------------------------------------------------------------ */
+
+#define NAME "fatal-test-map"
+
+static mg_map *mk(mg_keykind kind, size_t n)
+{
+    mg_options o = {.key = kind, .name = NAME};
+    mg_map *m = mg_new(&o);
+    if (!m)
+        _exit(3);
+    for (uint64_t i = 0; i < n; i++) {
+        int rc;
+        if (kind == MG_KEY_BYTES)
+            rc = mg_put(m, &i, sizeof i, i);
+        else
+            rc = mg_put_u64(m, i, i);
+        if (rc != MG_OK)
+            _exit(4);
+    }
+    return m;
+}
+
+/* Another thread in the middle of a write, as the header sees it.  The
+ * report reads a thread id through the token, so the token points at a
+ * long holding a recognisable one. */
+static long fake_writer = 4242;
+static void fake_write(mg_map *m)
+{
+    atomic_store(&m->writer, (uintptr_t)&fake_writer);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Deterministic: another writer in progress                                */
+/* ------------------------------------------------------------------------ */
+
+static void c_put_during_write(void)
+{
+    mg_map *m = mk(MG_KEY_U64, 10);
+    fake_write(m);
+    mg_put_u64(m, 99, 1);
+}
+static void c_put_bytes_during_write(void)
+{
+    mg_map *m = mk(MG_KEY_BYTES, 10);
+    fake_write(m);
+    mg_put(m, "k", 1, 1);
+}
+static void c_del_during_write(void)
+{
+    mg_map *m = mk(MG_KEY_U64, 10);
+    fake_write(m);
+    mg_del_u64(m, 3);
+}
+static void c_del_bytes_during_write(void)
+{
+    mg_map *m = mk(MG_KEY_BYTES, 10);
+    fake_write(m);
+    uint64_t k = 3;
+    mg_del(m, &k, sizeof k);
+}
+static void c_clear_during_write(void)
+{
+    mg_map *m = mk(MG_KEY_U64, 10);
+    fake_write(m);
+    mg_clear(m);
+}
+static void c_free_during_write(void)
+{
+    mg_map *m = mk(MG_KEY_U64, 10);
+    fake_write(m);
+    mg_free(m);
+}
+
+static void t_writes_deterministic(void)
+{
+    void (*fns[])(void) = {c_put_during_write, c_put_bytes_during_write,
+                           c_del_during_write, c_del_bytes_during_write,
+                           c_clear_during_write, c_free_during_write};
+    for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
+        child c = run_child(fns[i]);
+        /* The report names the thread that holds the map. */
+        if (!strstr(c.out, "thread 4242 [writing map")) {
+            describe(&c);
+            T_FAIL("case %zu: the report does not name the writing thread", i);
+        }
+        expect_report(&c, "concurrent map writes", NAME);
+    }
+}
+
+/* A second writer that arrives while our write runs: the engine sees a
+ * foreign token in the writer word when its write ends.  The allocator,
+ * called inside the write, plays the second writer. */
+static mg_map *intruder_map;
+static void *intruder_malloc(void *ctx, size_t size)
+{
+    (void)ctx;
+    if (intruder_map)
+        fake_write(intruder_map);
+    return malloc(size);
+}
+static void *intruder_calloc(void *ctx, size_t size)
+{
+    (void)ctx;
+    if (intruder_map)
+        fake_write(intruder_map);
+    return calloc(1, size);
+}
+static void intruder_free(void *ctx, void *p, size_t size)
+{
+    (void)ctx, (void)size;
+    free(p);
+}
+static void c_writer_arrives_mid_write(void)
+{
+    static const mg_allocator a = {intruder_malloc, intruder_calloc, intruder_free,
+                                   NULL};
+    mg_options o = {.name = NAME, .alloc = &a};
+    mg_map *m = mg_new(&o);
+    if (!m)
+        _exit(3);
+    intruder_map = m;
+    mg_put_u64(m, 1, 1); /* allocates the first bucket array */
+}
+static void t_writes_detected_on_exit(void)
+{
+    expect_fatal(c_writer_arrives_mid_write, "concurrent map writes", NAME);
+}
+
+static void c_get_during_write(void)
+{
+    mg_map *m = mk(MG_KEY_U64, 10);
+    fake_write(m);
+    mg_get_u64(m, 3, NULL);
+}
+static void c_get_miss_during_write(void)
+{
+    mg_map *m = mk(MG_KEY_U64, 10);
+    fake_write(m);
+    mg_get_u64(m, 12345, NULL);
+}
+static void c_get_bytes_during_write(void)
+{
+    mg_map *m = mk(MG_KEY_BYTES, 10);
+    fake_write(m);
+    uint64_t k = 3;
+    mg_get(m, &k, sizeof k, NULL);
+}
+static void c_stats_during_write(void)
+{
+    mg_map *m = mk(MG_KEY_U64, 10);
+    fake_write(m);
+    mg_stats s;
+    mg_stats_get(m, &s);
+}
+static void t_read_deterministic(void)
+{
+    expect_fatal(c_get_during_write, "concurrent map read and map write", NAME);
+    expect_fatal(c_get_miss_during_write, "concurrent map read and map write", NAME);
+    expect_fatal(c_get_bytes_during_write, "concurrent map read and map write", NAME);
+    expect_fatal(c_stats_during_write, "concurrent map read and map write", NAME);
+}
+
+static void c_iter_next_during_write(void)
+{
+    mg_map *m = mk(MG_KEY_U64, 100);
+    mg_iter it;
+    mg_iter_init(&it, m);
+    mg_iter_next(&it, NULL, NULL, NULL);
+    fake_write(m);
+    mg_iter_next(&it, NULL, NULL, NULL);
+}
+static void c_iter_init_during_write(void)
+{
+    mg_map *m = mk(MG_KEY_BYTES, 100);
+    fake_write(m);
+    mg_iter it;
+    mg_iter_init(&it, m);
+    mg_iter_next(&it, NULL, NULL, NULL);
+}
+static int noop_fn(const void *k, size_t len, uint64_t v, void *arg)
+{
+    (void)k, (void)len, (void)v, (void)arg;
+    return 0;
+}
+static void c_range_during_write(void)
+{
+    mg_map *m = mk(MG_KEY_U64, 100);
+    fake_write(m);
+    mg_range(m, noop_fn, NULL);
+}
+static void t_iter_deterministic(void)
+{
+    expect_fatal(c_iter_next_during_write, "concurrent map iteration and map write",
+                 NAME);
+    expect_fatal(c_iter_init_during_write, "concurrent map iteration and map write",
+                 NAME);
+    expect_fatal(c_range_during_write, "concurrent map iteration and map write", NAME);
+}
+
+/* ------------------------------------------------------------------------ */
+/* nil, freed, corrupted, wrong key kind                                    */
+/* ------------------------------------------------------------------------ */
+
+static void c_nil_put_u64(void)
+{
+    mg_put_u64(NULL, 1, 1);
+}
+static void c_nil_put(void)
+{
+    mg_put(NULL, "a", 1, 1);
+}
+static void t_nil_map(void)
+{
+    expect_fatal(c_nil_put_u64, "assignment to entry in nil map", NULL);
+    expect_fatal(c_nil_put, "assignment to entry in nil map", NULL);
+}
+
+/* An allocator whose free() keeps the memory, so reading a freed map is
+ * well defined (and ASan-clean) and the engine's check is what fires. */
+static void *keep_malloc(void *ctx, size_t size)
+{
+    (void)ctx;
+    return malloc(size);
+}
+static void *keep_calloc(void *ctx, size_t size)
+{
+    (void)ctx;
+    return calloc(1, size);
+}
+static void keep_free(void *ctx, void *p, size_t size)
+{
+    (void)ctx, (void)p, (void)size;
+}
+static const mg_allocator keep_alloc = {keep_malloc, keep_calloc, keep_free, NULL};
+
+static mg_map *freed_map(mg_keykind kind)
+{
+    mg_options o = {.key = kind, .name = NAME, .alloc = &keep_alloc};
+    mg_map *m = mg_new(&o);
+    if (!m)
+        _exit(3);
+    for (uint64_t i = 0; i < 100; i++) {
+        if (kind == MG_KEY_BYTES)
+            mg_put(m, &i, sizeof i, i);
+        else
+            mg_put_u64(m, i, i);
+    }
+    mg_free(m);
+    return m;
+}
+static void c_freed_get(void)
+{
+    mg_get_u64(freed_map(MG_KEY_U64), 1, NULL);
+}
+static void c_freed_put(void)
+{
+    mg_put_u64(freed_map(MG_KEY_U64), 1, 1);
+}
+static void c_freed_del(void)
+{
+    mg_del_u64(freed_map(MG_KEY_U64), 1);
+}
+static void c_freed_get_bytes(void)
+{
+    mg_get(freed_map(MG_KEY_BYTES), "a", 1, NULL);
+}
+static void c_freed_twice(void)
+{
+    mg_free(freed_map(MG_KEY_U64));
+}
+static void c_freed_clear(void)
+{
+    mg_clear(freed_map(MG_KEY_BYTES));
+}
+static void c_freed_stats(void)
+{
+    mg_stats s;
+    mg_stats_get(freed_map(MG_KEY_U64), &s);
+}
+static void t_freed_map(void)
+{
+    void (*fns[])(void) = {c_freed_get,   c_freed_put,   c_freed_del,  c_freed_get_bytes,
+                           c_freed_twice, c_freed_clear, c_freed_stats};
+    for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++)
+        expect_fatal(fns[i], "use of freed map", NULL);
+}
+
+static void c_corrupt_magic(void)
+{
+    mg_map *m = mk(MG_KEY_U64, 10);
+    m->magic = 0x0123456789abcdefull;
+    mg_get_u64(m, 1, NULL);
+}
+static void c_corrupt_magic_put_bytes(void)
+{
+    mg_map *m = mk(MG_KEY_BYTES, 10);
+    m->magic = 0;
+    mg_put(m, "a", 1, 1);
+}
+static void c_corrupt_B(void)
+{
+    mg_map *m = mk(MG_KEY_U64, 10);
+    m->B = 200;
+    mg_put_u64(m, 1, 1);
+}
+static void c_corrupt_B_bytes_get(void)
+{
+    mg_map *m = mk(MG_KEY_BYTES, 10);
+    m->B = MG_MAX_B + 1;
+    mg_get(m, "a", 1, NULL);
+}
+static void c_corrupt_iter(void)
+{
+    mg_map *m = mk(MG_KEY_U64, 10);
+    m->magic ^= 0x10000;
+    mg_range(m, noop_fn, NULL);
+}
+static void t_corrupted_header(void)
+{
+    void (*fns[])(void) = {c_corrupt_magic, c_corrupt_magic_put_bytes, c_corrupt_B,
+                           c_corrupt_B_bytes_get, c_corrupt_iter};
+    for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++)
+        expect_fatal(fns[i], "corrupted map header", NULL);
+}
+
+static void c_put_bytes_on_u64(void)
+{
+    mg_put(mk(MG_KEY_U64, 10), "a", 1, 1);
+}
+static void c_get_bytes_on_u64(void)
+{
+    mg_get(mk(MG_KEY_U64, 10), "a", 1, NULL);
+}
+static void c_put_u64_on_bytes(void)
+{
+    mg_put_u64(mk(MG_KEY_BYTES, 10), 1, 1);
+}
+static void c_get_u64_on_bytes(void)
+{
+    mg_get_u64(mk(MG_KEY_BYTES, 10), 1, NULL);
+}
+static void c_del_u64_on_bytes(void)
+{
+    mg_del_u64(mk(MG_KEY_BYTES, 10), 1);
+}
+static void c_del_bytes_on_u64(void)
+{
+    mg_del(mk(MG_KEY_U64, 10), "a", 1);
+}
+static void t_wrong_key_kind(void)
+{
+    void (*fns[])(void) = {c_put_bytes_on_u64, c_get_bytes_on_u64, c_put_u64_on_bytes,
+                           c_get_u64_on_bytes, c_del_u64_on_bytes, c_del_bytes_on_u64};
+    for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++)
+        expect_fatal(fns[i], "wrong key kind for map", NAME);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The fatal hook                                                           */
+/* ------------------------------------------------------------------------ */
+
+typedef struct {
+    atomic_int calls;
+    int kind;
+    int name_null;
+    char msg[128];
+    char name[64];
+    int arg_ok;
+} hook_record;
+static hook_record *rec; /* MAP_SHARED: the child writes, the parent reads */
+static int hook_arg;
+
+static void record_hook(mg_fatal_kind kind, const char *msg, const char *map_name,
+                        void *arg)
+{
+    if (atomic_fetch_add(&rec->calls, 1) != 0)
+        return;
+    rec->kind = (int)kind;
+    snprintf(rec->msg, sizeof rec->msg, "%s", msg ? msg : "(null)");
+    rec->name_null = map_name == NULL;
+    snprintf(rec->name, sizeof rec->name, "%s", map_name ? map_name : "");
+    rec->arg_ok = arg == &hook_arg;
+}
+static void printing_hook(mg_fatal_kind kind, const char *msg, const char *map_name,
+                          void *arg)
+{
+    record_hook(kind, msg, map_name, arg);
+    static const char line[] = "HOOK RAN\n";
+    ssize_t w = write(STDERR_FILENO, line, sizeof line - 1);
+    (void)w;
+}
+static void misusing_hook(mg_fatal_kind kind, const char *msg, const char *map_name,
+                          void *arg)
+{
+    record_hook(kind, msg, map_name, arg);
+    mg_put_u64(NULL, 1, 1); /* a second misuse from inside the hook */
+}
+
+static void hook_reset(void)
+{
+    memset(rec, 0, sizeof *rec);
+}
+
+static void c_hook_writes(void)
+{
+    mg_on_fatal(record_hook, &hook_arg);
+    c_put_during_write();
+}
+static void c_hook_nil(void)
+{
+    mg_on_fatal(record_hook, &hook_arg);
+    c_nil_put_u64();
+}
+static void c_hook_wrong_kind(void)
+{
+    mg_on_fatal(record_hook, &hook_arg);
+    c_put_u64_on_bytes();
+}
+static void c_hook_printing(void)
+{
+    mg_on_fatal(printing_hook, &hook_arg);
+    c_get_during_write();
+}
+static void c_hook_misusing(void)
+{
+    mg_on_fatal(misusing_hook, &hook_arg);
+    c_iter_next_during_write();
+}
+static void c_hook_removed(void)
+{
+    mg_on_fatal(record_hook, &hook_arg);
+    mg_on_fatal(NULL, NULL);
+    c_put_during_write();
+}
+
+static void check_hook(mg_fatal_kind kind, const char *name)
+{
+    T_EQ_I(atomic_load(&rec->calls), 1);
+    T_EQ_I(rec->kind, kind);
+    T_STREQ(rec->msg, mg_fatal_message(kind));
+    T_ASSERT(rec->arg_ok);
+    if (name) {
+        T_ASSERT(!rec->name_null);
+        T_STREQ(rec->name, name);
+    } else {
+        T_ASSERT(rec->name_null);
+    }
+}
+
+static void t_hook(void)
+{
+    /* mg_on_fatal returns the previous hook. */
+    T_ASSERT(mg_on_fatal(record_hook, &hook_arg) == NULL);
+    T_ASSERT(mg_on_fatal(printing_hook, NULL) == record_hook);
+    T_ASSERT(mg_on_fatal(NULL, NULL) == printing_hook);
+    T_ASSERT(mg_on_fatal(NULL, NULL) == NULL);
+
+    hook_reset();
+    expect_fatal(c_hook_writes, "concurrent map writes", NAME);
+    check_hook(MG_FATAL_CONCURRENT_WRITES, NAME);
+
+    hook_reset();
+    expect_fatal(c_hook_nil, "assignment to entry in nil map", NULL);
+    check_hook(MG_FATAL_NIL_MAP, NULL);
+
+    hook_reset();
+    expect_fatal(c_hook_wrong_kind, "wrong key kind for map", NAME);
+    check_hook(MG_FATAL_WRONG_KEY_KIND, NAME);
+
+    /* The hook runs before the report: its line comes first. */
+    hook_reset();
+    child c = run_child(c_hook_printing);
+    if (strncmp(c.out, "HOOK RAN\n", 9) != 0 ||
+        !is_report(&c, "concurrent map read and map write", 1)) {
+        describe(&c);
+        T_FAIL("the hook's line must come first, then the report");
+    }
+    child_free(&c);
+    check_hook(MG_FATAL_CONCURRENT_READ_WRITE, NAME);
+
+    /* A hook that misuses a map itself: no second hook call, still an
+     * abort. */
+    hook_reset();
+    c = run_child(c_hook_misusing);
+    if (!WIFSIGNALED(c.status) || WTERMSIG(c.status) != SIGABRT) {
+        describe(&c);
+        T_FAIL("a misusing hook must still end in abort()");
+    }
+    child_free(&c);
+    check_hook(MG_FATAL_CONCURRENT_ITER_WRITE, NAME);
+
+    /* A removed hook is not called. */
+    hook_reset();
+    expect_fatal(c_hook_removed, "concurrent map writes", NAME);
+    T_EQ_I(atomic_load(&rec->calls), 0);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Racy variants: real threads                                              */
+/* ------------------------------------------------------------------------ */
+
+static mg_map *race_map;
+static pthread_barrier_t race_go;
+static atomic_int race_stop;
+
+static void *writer_thread(void *arg)
+{
+    uint64_t base = (uint64_t)(uintptr_t)arg * 1000000u;
+    pthread_barrier_wait(&race_go);
+    for (uint64_t i = 0; i < 1000000; i++)
+        mg_put_u64(race_map, base + i, i);
+    return NULL;
+}
+
+/* After the threads are done, give a report in progress time to end in
+ * abort(); a clean exit here means the misuse was not detected. */
+static _Noreturn void race_epilogue(void)
+{
+    sleep(5);
+    _exit(0);
+}
+
+static void c_two_writers(void)
+{
+    mg_options o = {.name = "raced"};
+    race_map = mg_new(&o);
+    if (!race_map)
+        _exit(3);
+    mg_on_fatal(record_hook, &hook_arg);
+    pthread_barrier_init(&race_go, NULL, 2);
+    pthread_t a, b;
+    pthread_create(&a, NULL, writer_thread, (void *)(uintptr_t)1);
+    pthread_create(&b, NULL, writer_thread, (void *)(uintptr_t)2);
+    pthread_join(a, NULL);
+    pthread_join(b, NULL);
+    race_epilogue();
+}
+
+static void t_racy_writes(void)
+{
+    for (int run = 0; run < 20; run++) {
+        hook_reset();
+        child c = run_child(c_two_writers);
+        if (!is_report(&c, "concurrent map writes", 0)) {
+            describe(&c);
+            T_FAIL("run %d: two racing writers did not end in the concurrent "
+                   "writes report",
+                   run);
+        }
+        expect_report(&c, "concurrent map writes", "raced");
+        /* Two threads may detect it; the hook still runs once. */
+        T_EQ_I(atomic_load(&rec->calls), 1);
+        T_EQ_I(rec->kind, MG_FATAL_CONCURRENT_WRITES);
+    }
+}
+
+/* Readers race a writer that only updates keys already present in a map
+ * sized by its hint: the writer never frees memory a reader could be
+ * reading, so the only possible outcome is the report. */
+#define RW_KEYS 50000
+static void *update_writer(void *arg)
+{
+    (void)arg;
+    pthread_barrier_wait(&race_go);
+    for (uint64_t r = 0; !atomic_load_explicit(&race_stop, memory_order_relaxed); r++)
+        for (uint64_t i = 0; i < RW_KEYS; i++)
+            mg_put_u64(race_map, i, r);
+    return NULL;
+}
+static void *getter(void *arg)
+{
+    (void)arg;
+    pthread_barrier_wait(&race_go);
+    uint64_t sum = 0, v;
+    for (uint64_t r = 0; r < 2000; r++)
+        for (uint64_t i = 0; i < RW_KEYS; i++)
+            if (mg_get_u64(race_map, i * 7 % RW_KEYS, &v))
+                sum += v;
+    atomic_store(&race_stop, 1);
+    return (void *)(uintptr_t)sum;
+}
+static void *iterator_thread(void *arg)
+{
+    (void)arg;
+    pthread_barrier_wait(&race_go);
+    for (int r = 0; r < 2000; r++) {
+        mg_iter it;
+        uint64_t v, sum = 0;
+        mg_iter_init(&it, race_map);
+        while (mg_iter_next(&it, NULL, NULL, &v))
+            sum += v;
+        mg_iter_done(&it);
+        (void)sum;
+    }
+    atomic_store(&race_stop, 1);
+    return NULL;
+}
+static void race_reader(void *(*reader)(void *))
+{
+    mg_options o = {.name = "raced", .hint = RW_KEYS};
+    race_map = mg_new(&o);
+    if (!race_map)
+        _exit(3);
+    for (uint64_t i = 0; i < RW_KEYS; i++)
+        mg_put_u64(race_map, i, i);
+    pthread_barrier_init(&race_go, NULL, 2);
+    pthread_t w, r;
+    pthread_create(&w, NULL, update_writer, NULL);
+    pthread_create(&r, NULL, reader, NULL);
+    pthread_join(r, NULL);
+    pthread_join(w, NULL);
+    race_epilogue();
+}
+static void c_reader_vs_writer(void)
+{
+    race_reader(getter);
+}
+static void c_iterator_vs_writer(void)
+{
+    race_reader(iterator_thread);
+}
+
+static void t_racy_read_write(void)
+{
+    for (int run = 0; run < 5; run++) {
+        child c = run_child(c_reader_vs_writer);
+        expect_report(&c, "concurrent map read and map write", "raced");
+    }
+}
+
+static void t_racy_iter_write(void)
+{
+    for (int run = 0; run < 5; run++) {
+        child c = run_child(c_iterator_vs_writer);
+        if (!is_report(&c, "concurrent map iteration and map write", 0) &&
+            !is_report(&c, "concurrent map read and map write", 0)) {
+            describe(&c);
+            T_FAIL("run %d: an iteration racing a writer was not reported", run);
+        }
+        if (!strstr(c.out, "\"raced\"")) {
+            describe(&c);
+            T_FAIL("the report does not name the map");
+        }
+        child_free(&c);
+    }
+}
+
+/* The harness itself: a child that exits cleanly, or dies another way, is
+ * not taken for a report (so the checks above can fail). */
+static void c_clean_exit(void)
+{
+    fprintf(stderr, "fatal error: concurrent map writes\nthread 1\n");
+}
+static void c_segv(void)
+{
+    raise(SIGSEGV);
+}
+static void c_wrong_first_line(void)
+{
+    fprintf(stderr, "fatal error: concurrent map writesX\nthread 1\n");
+    abort();
+}
+static void t_harness_can_fail(void)
+{
+    child c = run_child(c_clean_exit);
+    T_ASSERT(!is_report(&c, "concurrent map writes", 0));
+    child_free(&c);
+    c = run_child(c_segv);
+    T_ASSERT(!is_report(&c, "concurrent map writes", 0));
+    child_free(&c);
+    c = run_child(c_wrong_first_line);
+    T_ASSERT(!is_report(&c, "concurrent map writes", 0));
+    child_free(&c);
+}
+
+int main(int argc, char **argv)
+{
+    rec = mmap(NULL, sizeof *rec, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+               -1, 0);
+    T_ASSERT(rec != MAP_FAILED);
+    static const t_case cases[] = {
+        {"harness_can_fail", t_harness_can_fail},
+        {"writes_deterministic", t_writes_deterministic},
+        {"writes_detected_on_exit", t_writes_detected_on_exit},
+        {"read_deterministic", t_read_deterministic},
+        {"iter_deterministic", t_iter_deterministic},
+        {"nil_map", t_nil_map},
+        {"freed_map", t_freed_map},
+        {"corrupted_header", t_corrupted_header},
+        {"wrong_key_kind", t_wrong_key_kind},
+        {"hook", t_hook},
+        {"racy_writes", t_racy_writes},
+        {"racy_read_write", t_racy_read_write},
+        {"racy_iter_write", t_racy_iter_write},
+        {NULL, NULL}};
+    return t_main(cases, argc, argv);
+}
