@@ -30,24 +30,18 @@
 
 /* A thread's identity: the address of its record is the token stored in a
  * map's writer word, and the record gives the report the thread id. */
-typedef struct {
-    long tid;
-} thread_rec;
+_Thread_local mg_thread_rec mg__self_rec __attribute__((tls_model("initial-exec")));
 
-static _Thread_local thread_rec self_rec;
-
-uintptr_t mg__self_token(void)
+void mg__thread_init(void)
 {
-    if (MG_UNLIKELY(self_rec.tid == 0))
-        self_rec.tid = (long)syscall(SYS_gettid);
-    return (uintptr_t)&self_rec;
+    mg__self_rec.tid = (long)syscall(SYS_gettid);
 }
 
 long mg__token_tid(uintptr_t token)
 {
     /* The record belongs to a thread that may have exited; read it only as
      * a hint for the report. */
-    return token ? ((const volatile thread_rec *)token)->tid : 0;
+    return token ? ((const volatile mg_thread_rec *)token)->tid : 0;
 }
 
 static mg_fatal_hook user_hook;

@@ -68,10 +68,13 @@ struct mg_ovf {
 };
 
 /* A stored byte key.  hash is the full hash under the map's seed, kept so
- * evacuation and comparison never rehash. */
-typedef struct {
+ * evacuation and comparison never rehash.  dead links keys deleted while an
+ * iterator may still read them (freed when the last iterator ends); it is
+ * part of every key so that a delete never needs to allocate. */
+typedef struct mg_bkey {
     uint64_t hash;
     size_t len;
+    struct mg_bkey *dead;
     unsigned char data[];
 } mg_bkey;
 
@@ -92,6 +95,7 @@ typedef struct mg_table {
     mg_slot *slots;     /* nbuckets * MG_BUCKET_CNT slots, 64-byte aligned */
     void *slots_raw; /* as allocated */
     size_t mask;     /* nbuckets - 1 */
+    size_t grow_at;  /* an insert at this count checks for growth */
     size_t nbuckets;
     unsigned B;
     size_t noverflow;  /* overflow buckets in use (Go: hmap.noverflow) */
@@ -111,11 +115,6 @@ enum { MG_GROW_NONE = 0, MG_GROW_DOUBLE, MG_GROW_SAME, MG_GROW_SHRINK };
 #define MG_MAGIC_BYTES 0x4d47425954u /* "MGBYT" */
 #define MG_MAGIC_FREED 0x46524545u   /* "FREE" */
 
-/* A deleted byte key that an iterator may still read (freed later). */
-typedef struct mg_dead {
-    struct mg_dead *next;
-    mg_bkey *key;
-} mg_dead;
 
 struct mg_map {
     /* Hot: read by every operation, one cache line. */
@@ -135,7 +134,8 @@ struct mg_map {
     /* Cold. */
     atomic_uint iterators;  /* live iterators (Go: iterator|oldIterator flags) */
     uint64_t clearseq;      /* bumped by mg_clear: iterators stop */
-    mg_dead *dead;          /* byte keys deleted while iterators were live */
+    mg_bkey *dead;          /* byte keys deleted while iterators were live */
+    struct mg_retired *retire; /* big blocks being unmapped piece by piece */
     size_t keybytes;        /* bytes held by byte keys */
     uint64_t grows_total, same_size_grows_total, shrinks_total;
     mg_allocator alloc;
@@ -165,7 +165,20 @@ bool mg__lookup_slot(mg_map *m, uint64_t hash, uint64_t key, const void *kb,
                      size_t klen, mg_slot **out);
 
 /* ---- guards (guard.c) ------------------------------------------------------ */
-uintptr_t mg__self_token(void);
+/* A thread's identity for the writer word: the address of its record, which
+ * also holds its kernel thread id for reports.  initial-exec TLS keeps the
+ * access to one instruction, shared library included. */
+typedef struct {
+    long tid;
+} mg_thread_rec;
+extern _Thread_local mg_thread_rec mg__self_rec __attribute__((tls_model("initial-exec")));
+void mg__thread_init(void);
+static inline uintptr_t mg__self_token(void)
+{
+    if (MG_UNLIKELY(mg__self_rec.tid == 0))
+        mg__thread_init();
+    return (uintptr_t)&mg__self_rec;
+}
 long mg__token_tid(uintptr_t token);
 _Noreturn void mg__fatal(mg_fatal_kind kind, const mg_map *m);
 _Noreturn void mg__internal_error(const char *what, const char *file, int line);

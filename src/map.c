@@ -6,8 +6,9 @@
  * ==========================================================================
  *
  * Terminology (the only words used for these things, here and elsewhere)
- *   bucket      8 slots and a control word.  A map has 2^B buckets in its
- *               bucket array; a key lives in bucket hash & (2^B - 1).
+ *   bucket      8 slots, their 8 tophash bytes and an overflow link.  A map
+ *               has 2^B buckets in its bucket array; a key lives in bucket
+ *               hash & (2^B - 1) or in that bucket's overflow chain.
  *   slot        one key and one value (mg_slot, 16 bytes).
  *   tophash     one byte per slot: the top byte of the key's hash (bumped
  *               by MG_MIN_TOPHASH when smaller), or a small marker value.
@@ -16,49 +17,49 @@
  *               (oldbuckets) into the new one, during growth.
  *   oldbuckets  the bucket array being evacuated; NULL when not growing.
  *
- * A bucket, as laid out in memory
+ * A bucket array, as laid out in memory (bucket i shaded)
  *
- *     control array (16 B per bucket)        slot array (128 B per bucket)
- *    +---------------------------+------+    +-----+-----+-----+ ... +-----+
- *    | th0 th1 th2 ... th7       | ovf  |    | k v | k v | k v |     | k v |
- *    +---------------------------+------+    +-----+-----+-----+ ... +-----+
- *      one uint64_t, byte i =      |           slot 0  1     2          7
- *      tophash of slot i           v
- *                              +------------------+--------------------+
- *                              | th0..th7 | ovf   | k v | k v | ... k v |  mg_ovf
- *                              +------------------+--------------------+
+ *   tophash[]  (8 B per bucket)   | ... |th0 th1 .. th7| ... |  one uint64_t,
+ *                                                             byte j = slot j
+ *   overflow[] (8 B per bucket)   | ... |   mg_ovf *   | ... |--+
+ *                                                                |
+ *   slots[]  (128 B per bucket)   | ... |k v|k v| .. |k v| ... |  |
+ *                                        slot 0  1      7        |
+ *                                                                v
+ *   an overflow bucket (mg_ovf):  |th0..th7| next | k v | .. | k v |
  *
  *   Go keeps tophash, keys, values and the overflow pointer together in one
  *   bmap.  We keep Go's bucket (8 slots, the same tophash encoding, the
- *   same overflow chains, the same B and the same growth points) but split
- *   the bucket array in two: a dense control array holding each bucket's
- *   tophash word and overflow pointer, and a slot array holding keys next
- *   to their values.  A lookup reads one control word (four share a cache
- *   line, and the control array is 1/9 of the table, so it mostly stays in
- *   cache), compares all 8 tophash bytes with one word-wide operation, and
- *   touches the slot array only on a tophash match (false positives: about
- *   1 in 250 per occupied slot).  A hit touches the control line and one
- *   slot line, a miss usually only the control line: the cache-line budget
- *   of a Swiss table, with Go's observable behaviour.  Memory is Go's: 144
- *   bytes per bucket.  Overflow buckets keep control word and slots
- *   together (they are rare) and come from per-array chunks.
+ *   same overflow chains, the same B and the same growth points) but give
+ *   each part its own dense array, and store each key next to its value.
+ *   A lookup reads one tophash word (eight share a cache line; the array
+ *   is 1/18 of the table and mostly stays in cache), compares all 8 bytes
+ *   with one word-wide operation, and reads a slot only on a match (false
+ *   positives: about 1 in 250 per occupied slot).  It prefetches the
+ *   bucket's two slot lines while the tophash word loads, so a hit waits
+ *   for one memory access, not two in a row.  The overflow link is read
+ *   only when the tophash word has no emptyRest byte.  Memory is Go's: 144
+ *   bytes per bucket.  Overflow buckets keep their three parts together
+ *   (they are rare) and come from per-array chunks.
  *
- * Hashing
- *   XXH3 with a 64-bit seed drawn from getrandom() per map (Go: hash0).  The
- *   seed is re-drawn when the map is cleared or a delete empties it (Go
- *   does the same, issue 25237), never during growth: an old bucket must
- *   split into exactly two new ones.  Byte keys store their full hash next
- *   to the bytes, so evacuation and comparison never rehash them.
+ * Hashing (hash.h)
+ *   Secrets drawn from getrandom() per map (Go: hash0): byte keys hash with
+ *   XXH3 and a 64-bit seed, u64 keys with a folded 128-bit multiply keyed by
+ *   two secrets.  They are re-drawn when the map is cleared or a delete
+ *   empties it (Go does the same, issue 25237), never during growth: an old
+ *   bucket must split into exactly two new ones.  Byte keys store their
+ *   full hash next to the bytes, so evacuation and comparison never rehash.
  *
  * Load factor and growth (Go: map.go overLoadFactor, hashGrow)
  *   The map doubles when an insert of a new key would make
  *   count > MG_BUCKET_CNT and count > MG_LOAD_NUM/MG_LOAD_DEN * 2^B, i.e.
  *   at the (13*2^(B-1)+1)-th key for B >= 1 and at the 9th for B = 0.  A
  *   hint picks the smallest B that is not over that load.  When overflow
- *   buckets reach 2^min(B,15) (counted exactly, Go samples them for
- *   B >= 16) the map instead starts a same-size grow, which compacts
- *   chains thinned by deletes.  Growth is checked only when an insert adds
- *   a key, and never while a grow is running.
+ *   buckets reach about as many as buckets (Go: 2^min(B,15), with the count
+ *   sampled at 2^-(B-15) for B >= 16; we count exactly against 2^B, which is
+ *   what Go's sampled test approximates) the map instead starts a same-size
+ *   grow, which compacts chains thinned by deletes.  Growth is checked
+ *   only when an insert adds a key, and never while a grow is running.
  *
  * Incremental evacuation (Go: growWork, evacuate, advanceEvacuationMark)
  *   Starting a grow only allocates the new bucket array (zeroed lazily by
@@ -69,7 +70,10 @@
  *   is not evacuated yet reads the old bucket.  Evacuating old bucket i of
  *   a doubling sends each key to new bucket i (X) or i + 2^oldB (Y) by the
  *   hash bit 2^oldB, and marks each old slot evacuatedX/Y/Empty.  No single
- *   operation pays for more than two old buckets (plus their chains).
+ *   operation pays for more than two old buckets (plus their chains).  When
+ *   the grow ends, the old array's big blocks are unmapped at most
+ *   MG_RETIRE_STEP bytes per write: one munmap of a big array would stall
+ *   its caller for milliseconds.
  *
  * Shrinking (beyond Go, which never gives memory back: golang/go#20135)
  *   S1. After a delete, if no grow runs, B > max(hint's B, MG_SHRINK_MIN_B)
@@ -77,7 +81,9 @@
  *   S2. A shrink is a grow in reverse: old buckets i and i + 2^(B-1) both
  *       feed new bucket i, and are evacuated together as a pair, so a new
  *       bucket is either untouched or complete.  Their slots are marked
- *       evacuatedX.
+ *       evacuatedX.  An insert evacuates its own pair first (as in a grow);
+ *       a delete acts in place and evacuates only at nevacuate, walking the
+ *       old array in order rather than jumping to random pairs.
  *   S3. Hysteresis: a shrink leaves the map at a quarter of the next growth
  *       point, and a grow leaves it four times above the next shrink point,
  *       so a map hovering around either threshold does not flip.  A map that
@@ -92,8 +98,11 @@
  *   evacuations of this write can need (bounded by the chain lengths of
  *   the old buckets it will evacuate), one overflow bucket for the insert,
  *   the copy of a byte key.  If one fails the write returns MG_ENOMEM and
- *   the map is exactly as before.  A delete never fails: if it cannot
- *   reserve memory for evacuation it deletes in place, in the old bucket.
+ *   the map is exactly as before.  A grow that cannot get its new array is
+ *   not an error: the key goes into the current array (into the overflow
+ *   bucket reserved for it) and the next insert tries to grow again.  A
+ *   delete never fails: if it cannot reserve memory for evacuation it
+ *   deletes in place, in the old bucket.
  *
  * Iteration (map_iter.c), after Go's mapiterinit/mapiternext
  *   R1. An iterator MUST start at a random bucket and a random slot offset.
@@ -203,6 +212,9 @@ void mg__free(const mg_map *m, void *p, size_t size)
         m->alloc.free(m->alloc.ctx, p, size);
 }
 
+/* At most this much of retired arrays is unmapped per write (see below). */
+#define MG_RETIRE_STEP ((size_t)1 << 20)
+
 /* ---------------------------------------------------------------------------
  * Bucket arrays
  * ------------------------------------------------------------------------ */
@@ -263,29 +275,89 @@ static mg_table *table_new(mg_map *m, unsigned B)
     t->nbuckets = n;
     t->mask = n - 1;
     t->B = B;
+    /* The largest count that is not over the load factor at this B. */
+    t->grow_at = B == 0 ? MG_BUCKET_CNT : (size_t)MG_LOAD_NUM * (n / MG_LOAD_DEN);
     t->bytes = sizeof *t + 2 * cbytes + sbytes;
     atomic_init(&t->refs, 1);
     return t;
 }
 
-static void table_free(mg_map *m, mg_table *t)
+/* ---------------------------------------------------------------------------
+ * Retiring big blocks
+ *
+ * Unmapping a big bucket array at once stalls its caller for milliseconds
+ * (151 MB took 6-9 ms here), which would put back the very pause that
+ * incremental evacuation removes.  So when a grow finishes, the old array's
+ * big blocks (those the system allocator mmapped) go on the map's retire
+ * list, threaded through the blocks themselves, and each later write
+ * unmaps at most MG_RETIRE_STEP bytes of them, from the tail.  A custom
+ * allocator's blocks are freed at once: it cannot free part of a block.
+ * ------------------------------------------------------------------------ */
+
+#define MG_PAGE ((size_t)4096)
+
+typedef struct mg_retired {
+    struct mg_retired *next;
+    size_t size; /* still mapped, a multiple of MG_PAGE */
+} mg_retired;
+
+static void block_free(mg_map *m, void *p, size_t size, bool defer)
+{
+    if (!p)
+        return;
+    if (defer && !m->custom_alloc && size >= MG_MMAP_MIN) {
+        mg_retired *r = p;
+        r->size = (size + MG_PAGE - 1) & ~(MG_PAGE - 1);
+        r->next = m->retire;
+        m->retire = r;
+        return;
+    }
+    mg__free(m, p, size);
+}
+
+/* Unmap up to `budget` bytes of retired blocks (SIZE_MAX: all of them). */
+static MG_NOINLINE void retire_step(mg_map *m, size_t budget)
+{
+    while (m->retire && budget > 0) {
+        mg_retired *r = m->retire;
+        if (r->size <= budget + MG_PAGE) {
+            m->retire = r->next;
+            budget -= r->size < budget ? r->size : budget;
+            munmap(r, r->size);
+        } else {
+            size_t keep = (r->size - budget) & ~(MG_PAGE - 1);
+            munmap((char *)r + keep, r->size - keep);
+            r->size = keep;
+            budget = 0;
+        }
+    }
+}
+
+static void table_free(mg_map *m, mg_table *t, bool defer)
 {
     mg_chunk *c = t->chunks;
     while (c) {
         mg_chunk *next = c->next;
-        mg__free(m, c, c->bytes);
+        block_free(m, c, c->bytes, defer);
         c = next;
     }
-    mg__free(m, t->tophash, t->nbuckets * sizeof(uint64_t));
-    mg__free(m, t->overflow, t->nbuckets * sizeof(mg_ovf *));
-    mg__free(m, t->slots_raw, t->nbuckets * MG_BUCKET_CNT * sizeof(mg_slot) + 64);
+    block_free(m, t->tophash, t->nbuckets * sizeof(uint64_t), defer);
+    block_free(m, t->overflow, t->nbuckets * sizeof(mg_ovf *), defer);
+    block_free(m, t->slots_raw, t->nbuckets * MG_BUCKET_CNT * sizeof(mg_slot) + 64, defer);
     mg__free(m, t, sizeof *t);
+}
+
+/* Drop a reference.  Iterators call this (concurrent readers may): they
+ * free at once.  The writer passes defer = true to retire big blocks. */
+static void table_unref(mg_map *m, mg_table *t, bool defer)
+{
+    if (t && atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) == 1)
+        table_free(m, t, defer);
 }
 
 void mg__table_unref(mg_map *m, mg_table *t)
 {
-    if (t && atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) == 1)
-        table_free(m, t);
+    table_unref(m, t, false);
 }
 
 /* Make sure t can hand out `need` overflow buckets without allocating. */
@@ -362,16 +434,8 @@ static void bkey_release(mg_map *m, uint64_t stored)
     mg_bkey *bk = (mg_bkey *)(uintptr_t)stored;
     if (atomic_load_explicit(&m->iterators, memory_order_acquire) > 0) {
         /* An iterator may still read it from an old bucket (R3). */
-        mg_dead *d = mg__malloc(m, sizeof *d);
-        if (d) {
-            d->key = bk;
-            d->next = m->dead;
-            m->dead = d;
-            return;
-        }
-        /* No memory for the list: leak the key rather than risk a read of
-         * freed memory.  Accounted in keybytes no more. */
-        m->keybytes -= bkey_size(bk->len);
+        bk->dead = m->dead;
+        m->dead = bk;
         return;
     }
     m->keybytes -= bkey_size(bk->len);
@@ -381,13 +445,12 @@ static void bkey_release(mg_map *m, uint64_t stored)
 /* Free the byte keys deleted while iterators were live (none is now). */
 static void dead_flush(mg_map *m)
 {
-    mg_dead *d = m->dead;
+    mg_bkey *d = m->dead;
     m->dead = NULL;
     while (d) {
-        mg_dead *next = d->next;
-        m->keybytes -= bkey_size(d->key->len);
-        mg__free(m, d->key, bkey_size(d->key->len));
-        mg__free(m, d, sizeof *d);
+        mg_bkey *next = d->dead;
+        m->keybytes -= bkey_size(d->len);
+        mg__free(m, d, bkey_size(d->len));
         d = next;
     }
 }
@@ -417,8 +480,12 @@ static inline uintptr_t write_begin(mg_map *m)
     return self;
 }
 
+static MG_NOINLINE void retire_step(mg_map *m, size_t budget);
+
 static inline void write_end(mg_map *m, uintptr_t self)
 {
+    if (MG_UNLIKELY(m->retire != NULL))
+        retire_step(m, MG_RETIRE_STEP);
     atomic_signal_fence(memory_order_seq_cst);
     if (MG_UNLIKELY(atomic_load_explicit(&m->writer, memory_order_relaxed) != self))
         mg__fatal(MG_FATAL_CONCURRENT_WRITES, m);
@@ -517,7 +584,7 @@ static void grow_finish(mg_map *m)
     m->oldbuckets = NULL;
     m->grow = MG_GROW_NONE;
     m->nevacuate = 0;
-    mg__table_unref(m, old);
+    table_unref(m, old, true);
 }
 
 /* Go: advanceEvacuationMark. */
@@ -625,7 +692,7 @@ static int hash_grow(mg_map *m, uint64_t hash)
         m->buckets = t;
         m->B = oldB;
         m->grow = MG_GROW_NONE;
-        table_free(m, nt);
+        table_free(m, nt, false);
         return MG_ENOMEM;
     }
     if (same)
@@ -662,8 +729,8 @@ static void maybe_shrink(mg_map *m)
 /* S4: drop every bucket array; the next insert allocates at the hint's B. */
 static void reset_tables(mg_map *m)
 {
-    mg__table_unref(m, m->oldbuckets);
-    mg__table_unref(m, m->buckets);
+    table_unref(m, m->oldbuckets, true);
+    table_unref(m, m->buckets, true);
     m->oldbuckets = NULL;
     m->buckets = NULL;
     m->grow = MG_GROW_NONE;
@@ -786,12 +853,16 @@ again:;
             break;
     }
     /* A new key.  Go: grow if over the load factor or too many overflows. */
-    if (!m->oldbuckets && (mg__over_load(m->count + 1, m->B) ||
+    if (MG_UNLIKELY(m->count >= t->grow_at || t->noverflow >= t->nbuckets) &&
+        !m->oldbuckets && (mg__over_load(m->count + 1, m->B) ||
                            mg__too_many_overflow(t->noverflow, m->B))) {
-        int rc = hash_grow(m, hash);
-        if (rc != MG_OK)
-            return rc;
-        goto again;
+        if (hash_grow(m, hash) == MG_OK)
+            goto again;
+        /* No memory to grow.  This write may already have evacuated (and
+         * finished a grow), so failing now would not leave the map exactly
+         * as it was: place the key in the current array instead (one
+         * overflow bucket at most, reserved above when evacuating) and let
+         * the next insert try to grow again. */
     }
     if (bytes && key == 0)
         mg__internal_error("byte key absent at insert", __FILE__, __LINE__);
@@ -999,6 +1070,7 @@ void mg_free(mg_map *m)
     }
     mg__table_unref(m, m->oldbuckets);
     mg__table_unref(m, m->buckets);
+    retire_step(m, SIZE_MAX);
     if (m->name)
         mg__free(m, m->name, strlen(m->name) + 1);
     m->magic = MG_MAGIC_FREED;
@@ -1069,6 +1141,7 @@ int mg_put(mg_map *m, const void *key, size_t len, uint64_t val)
         }
         bk->hash = hash;
         bk->len = len;
+        bk->dead = NULL;
         if (len)
             memcpy(bk->data, key, len);
     }

@@ -47,12 +47,12 @@ void mg_iter_init(mg_iter *it, mg_map *m)
 {
     iter_state *st = state(it);
     memset(it, 0, sizeof *it);
+    if (m && MG_UNLIKELY(m->magic != MG_MAGIC_U64 && m->magic != MG_MAGIC_BYTES))
+        mg__bad_header(m, m->keykind == MG_KEY_BYTES ? MG_MAGIC_BYTES : MG_MAGIC_U64);
     if (!m || m->count == 0 || !m->buckets) {
         st->done = 1;
         return;
     }
-    if (MG_UNLIKELY(m->magic != MG_MAGIC_U64 && m->magic != MG_MAGIC_BYTES))
-        mg__bad_header(m, m->keykind == MG_KEY_BYTES ? MG_MAGIC_BYTES : MG_MAGIC_U64);
     if (MG_UNLIKELY(atomic_load_explicit(&m->writer, memory_order_relaxed) != 0))
         mg__fatal(MG_FATAL_CONCURRENT_ITER_WRITE, m);
     st->m = m;

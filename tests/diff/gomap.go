@@ -366,6 +366,13 @@ func selftest() int {
 		check(fmt.Sprintf("u64 make hint %d", h.h), bU64(mu), h.b)
 		check(fmt.Sprintf("str make hint %d", h.h), bStr(ms), h.b)
 	}
+	// The smallest hints whose bucket memory exceeds maxAlloc (1<<48 on
+	// linux/amd64) and so are treated as 0: buckets are 144 bytes for
+	// map[uint64]uint64 and 208 for map[string]uint64.
+	check("u64 make hint (1<<48)/144+1",
+		bU64(make(map[uint64]uint64, hintInt((1<<48)/144+1))), 0)
+	check("str make hint (1<<48)/208+1",
+		bStr(make(map[string]uint64, hintInt((1<<48)/208+1))), 0)
 	if fails != 0 {
 		fmt.Fprintf(os.Stderr, "selftest: %d failures\n", fails)
 		return 1

@@ -442,10 +442,15 @@ static void c_freed_stats(void)
     mg_stats s;
     mg_stats_get(freed_map(MG_KEY_U64), &s);
 }
+static void c_freed_range(void)
+{
+    mg_range(freed_map(MG_KEY_U64), noop_fn, NULL);
+}
 static void t_freed_map(void)
 {
-    void (*fns[])(void) = {c_freed_get,   c_freed_put,   c_freed_del,  c_freed_get_bytes,
-                           c_freed_twice, c_freed_clear, c_freed_stats};
+    void (*fns[])(void) = {c_freed_get,   c_freed_put,   c_freed_del,
+                           c_freed_get_bytes, c_freed_twice, c_freed_clear,
+                           c_freed_stats, c_freed_range};
     for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++)
         expect_fatal(fns[i], "use of freed map", NULL);
 }

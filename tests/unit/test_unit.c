@@ -657,38 +657,73 @@ static void t_hint_B(void)
             mg_free(m);
         }
     }
+    /* Every small hint: B is the smallest that holds it (Go's makemap). */
+    for (size_t hint = 0; hint <= 2000; hint++) {
+        mg_options o = {.hint = hint};
+        mg_map *m = mg_new(&o);
+        T_ASSERT(m);
+        unsigned want = hint <= 8 ? 0 : hint <= 13 ? 1 : hint <= 26 ? 2 : go_B_for(hint);
+        if (st(m).B != want || want != go_B_for(hint))
+            T_FAIL("hint %zu: B=%u, Go has %u", hint, st(m).B, want);
+        mg_free(m);
+    }
+}
+
+/* Keys for the churn test, scrambled.  The seeded XXH3 of small sequential
+ * integers spreads them over buckets more evenly than chance (about half
+ * the overflow buckets a random spread gives), which makes same-size grows
+ * rarer than Go's for keys 0, 1, 2...; scrambled keys spread like Go's
+ * hash, and Go 1.19 starts a same-size grow after about 300 ops here. */
+static uint64_t scramble(uint64_t z)
+{
+    z += 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
 }
 
 static void t_same_size_grow(void)
 {
     mg_map *m = new_map(MG_KEY_U64, 0);
     for (uint64_t i = 0; i < 50; i++)
-        put_u(m, i, i);
+        put_u(m, scramble(i), i);
     mg_stats s0 = st(m);
     T_EQ_U(s0.B, 3);
-    uint64_t oldest = 0, next = 50;
+    uint64_t oldest = 0, next = 50, seen_same = 0;
+    size_t max_ovf = 0;
     for (int op = 0; op < 20000; op++) {
-        put_u(m, next, next);
+        put_u(m, scramble(next), next);
         next++;
-        T_ASSERT(mg_del_u64(m, oldest));
+        T_ASSERT(mg_del_u64(m, scramble(oldest)));
         oldest++;
         mg_stats s = st(m);
         T_EQ_U(s.count, 50);
-        if (s.B > 4)
-            T_FAIL("op %d: B=%u under churn", op, s.B);
-        if (op % 97 == 0)
+        T_EQ_U(s.B, 3); /* churn at a steady size never doubles or shrinks */
+        if (s.overflow_buckets > max_ovf)
+            max_ovf = s.overflow_buckets;
+        if (s.same_size_grow) {
+            T_ASSERT(s.growing);
+            T_EQ_U(s.old_buckets, 8);
+            seen_same = 1;
+        }
+        if (op % 97 == 0 || s.growing)
             T_VALID(m);
     }
     mg_stats s = st(m);
     if (s.same_size_grows_total == 0)
         T_FAIL("no same-size grow in 20000 churn ops (overflow buckets %zu)",
                s.overflow_buckets);
+    T_ASSERT(seen_same);
+    /* Same-size grows compact: overflow buckets stay bounded (old and new
+     * array together, while a grow runs). */
+    if (max_ovf > 24)
+        T_FAIL("%zu overflow buckets under churn at 50 keys", max_ovf);
     T_EQ_U(s.grows_total, s0.grows_total);
     T_EQ_U(s.shrinks_total, 0);
     for (uint64_t k = oldest; k < next; k++)
-        expect_u(m, k, k);
+        expect_u(m, scramble(k), k);
     for (uint64_t k = 0; k < oldest; k++)
-        T_ASSERT(!mg_get_u64(m, k, NULL));
+        T_ASSERT(!mg_get_u64(m, scramble(k), NULL));
     T_VALID(m);
     mg_free(m);
 }
@@ -796,6 +831,76 @@ static void t_shrink(void)
             kind ? put_b(m, i, i) : put_u(m, i, i);
         T_VALID(m);
         T_EQ_U(mg_len(m), 5000);
+        mg_free(m);
+    }
+}
+
+/* A shrink is incremental too: it starts on the delete that crosses the
+ * shrink point, reads do not move it, and later writes finish it. */
+static void t_shrink_incremental(void)
+{
+    for (int kind = 0; kind < 2; kind++) {
+        mg_map *m = new_map(kind ? MG_KEY_BYTES : MG_KEY_U64, 0);
+        const uint64_t N = 13 * 512; /* B = 10 */
+        for (uint64_t i = 0; i < N; i++)
+            kind ? put_b(m, i, i) : put_u(m, i, i);
+        T_EQ_U(st(m).B, 10);
+        uint64_t k = 0;
+        mg_stats s;
+        for (;;) {
+            T_ASSERT(kind ? del_b(m, k) : mg_del_u64(m, k));
+            k++;
+            s = st(m);
+            if (s.shrinks_total)
+                break;
+            T_ASSERT(!s.growing);
+        }
+        /* S1: count <= loadmax(B) / MG_SHRINK_DIV */
+        T_EQ_U(s.count, 13 * 512 / MG_SHRINK_DIV);
+        T_ASSERT(s.growing);
+        T_ASSERT(s.shrinking);
+        T_ASSERT(!s.same_size_grow);
+        T_EQ_U(s.B, 9);
+        T_EQ_U(s.old_buckets, 1024);
+        T_ASSERT(s.evacuated < s.old_buckets);
+        T_VALID(m);
+        size_t ev = s.evacuated;
+        for (uint64_t i = k; i < N; i++) {
+            uint64_t v;
+            T_ASSERT(kind ? get_b(m, i, &v) : mg_get_u64(m, i, &v));
+            T_EQ_U(v, i);
+        }
+        s = st(m);
+        T_EQ_U(s.evacuated, ev);
+        size_t writes = 0;
+        while (s.growing) {
+            /* updates of present keys drive it as well as deletes */
+            uint64_t key = k + writes % 100;
+            if (writes % 2)
+                kind ? put_b(m, key, key) : put_u(m, key, key);
+            else
+                T_ASSERT(kind ? del_b(m, N + writes) == false
+                              : mg_del_u64(m, N + writes) == false);
+            writes++;
+            mg_stats s2 = st(m);
+            if (writes % 2 && s2.growing && s2.evacuated <= s.evacuated)
+                T_FAIL("write %zu did not advance the shrink (%zu)", writes,
+                       s2.evacuated);
+            s = s2;
+            if (writes % 16 == 0)
+                T_VALID(m);
+            if (writes > 2048)
+                T_FAIL("shrink not done after %zu writes", writes);
+        }
+        T_EQ_U(s.B, 9);
+        T_ASSERT(!s.shrinking);
+        T_EQ_U(s.shrinks_total, 1);
+        T_VALID(m);
+        for (uint64_t i = k; i < N; i++) {
+            uint64_t v;
+            T_ASSERT(kind ? get_b(m, i, &v) : mg_get_u64(m, i, &v));
+            T_EQ_U(v, i);
+        }
         mg_free(m);
     }
 }
@@ -1243,6 +1348,59 @@ static void t_range_mutation(void)
     }
 }
 
+/* fn deletes keys not reached yet, fast enough that the map shrinks (and
+ * the shrink finishes) during the range. */
+typedef struct {
+    mg_map *m;
+    uint8_t *seen, *gone;
+    uint64_t N, cursor;
+    size_t produced;
+} shrink_arg;
+static int shrink_fn(const void *k, size_t len, uint64_t v, void *arg)
+{
+    shrink_arg *a = arg;
+    uint64_t i;
+    T_EQ_U(len, sizeof i);
+    memcpy(&i, k, sizeof i);
+    T_ASSERT(i < a->N);
+    if (a->seen[i] || a->gone[i])
+        T_FAIL("key %llu produced twice or after its delete", (unsigned long long)i);
+    T_EQ_U(v, i);
+    a->seen[i] = 1;
+    a->produced++;
+    for (int j = 0; j < 24 && a->cursor < a->N; a->cursor++) {
+        if (a->cursor % 50 == 0 || a->seen[a->cursor])
+            continue;
+        T_ASSERT(mg_del_u64(a->m, a->cursor));
+        a->gone[a->cursor] = 1;
+        j++;
+    }
+    return 0;
+}
+static void t_range_shrinking(void)
+{
+    const uint64_t N = 40000;
+    mg_map *m = new_map(MG_KEY_U64, 0);
+    for (uint64_t i = 0; i < N; i++)
+        put_u(m, i, i);
+    shrink_arg a = {m, calloc(N, 1), calloc(N, 1), N, 0, 0};
+    T_ASSERT(a.seen && a.gone);
+    T_EQ_I(mg_range(m, shrink_fn, &a), 0);
+    mg_stats s = st(m);
+    T_ASSERT(s.shrinks_total >= 2);
+    for (uint64_t i = 0; i < N; i++)
+        if (!a.gone[i] && !a.seen[i])
+            T_FAIL("key %llu, never deleted, was not produced", (unsigned long long)i);
+    size_t ngone = 0;
+    for (uint64_t i = 0; i < N; i++)
+        ngone += a.gone[i];
+    T_EQ_U(mg_len(m), N - ngone);
+    T_VALID(m);
+    free(a.seen);
+    free(a.gone);
+    mg_free(m);
+}
+
 static void t_iter_clear_ends(void)
 {
     for (int kind = 0; kind < 2; kind++) {
@@ -1601,6 +1759,7 @@ int main(int argc, char **argv)
         {"same_size_grow", t_same_size_grow},
         {"evacuation", t_evacuation},
         {"shrink", t_shrink},
+        {"shrink_incremental", t_shrink_incremental},
         {"shrink_floor", t_shrink_floor},
         {"hysteresis_grow", t_hysteresis_grow},
         {"hysteresis_shrink", t_hysteresis_shrink},
@@ -1611,6 +1770,7 @@ int main(int argc, char **argv)
         {"range_stop", t_range_stop},
         {"range_mutation", t_range_mutation},
         {"range_delete_self", t_range_delete_self},
+        {"range_shrinking", t_range_shrinking},
         {"iter_clear_ends", t_iter_clear_ends},
         {"iter_across_growths", t_iter_across_growths},
         {"iter_bytes_deleted", t_iter_bytes_deleted},
