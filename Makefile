@@ -40,7 +40,7 @@ test-main: build
 test-san: build-san
 	cd $(SANBUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  ctest --output-on-failure -j $(JOBS) -LE 'bench|diff|slow'
+	  ctest --output-on-failure -j $(JOBS) -LE 'bench|diff|integration|slow'
 
 test: test-main test-san
 
