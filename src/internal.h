@@ -32,8 +32,10 @@
 #define MG_BUCKET_CNT (1u << MG_BUCKET_BITS)
 #define MG_LOAD_NUM 13
 #define MG_LOAD_DEN 2
-/* Shrink when count <= loadmax(B) / MG_SHRINK_DIV (see the essay, S1-S3). */
-#define MG_SHRINK_DIV 8
+/* Shrink when count <= loadmax(B) / MG_SHRINK_DIV, to the smallest B' with
+ * count <= loadmax(B') / MG_SHRINK_ROOM (see the essay, S1-S3). */
+#define MG_SHRINK_DIV 16
+#define MG_SHRINK_ROOM 4
 /* Never shrink to fewer than 2^MG_SHRINK_MIN_B buckets (nor below the hint). */
 #define MG_SHRINK_MIN_B 4
 /* Largest B we accept; anything above is a corrupted header. */
@@ -130,7 +132,7 @@ struct mg_map {
     uint8_t keykind;
     uint8_t hintB;          /* B asked for by the hint: the shrink floor */
     uint32_t pad_;
-    size_t nevacuate;       /* 64: old buckets (pairs when shrinking) below are done */
+    size_t nevacuate;       /* 64: old buckets (groups when shrinking) below are done */
     /* Cold. */
     atomic_uint iterators;  /* live iterators (Go: iterator|oldIterator flags) */
     uint64_t clearseq;      /* bumped by mg_clear: iterators stop */

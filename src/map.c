@@ -36,11 +36,11 @@
  *   is 1/18 of the table and mostly stays in cache), compares all 8 bytes
  *   with one word-wide operation, and reads a slot only on a match (false
  *   positives: about 1 in 250 per occupied slot).  It prefetches the
- *   bucket's two slot lines while the tophash word loads, so a hit waits
- *   for one memory access, not two in a row.  The overflow link is read
- *   only when the tophash word has no emptyRest byte.  Memory is Go's: 144
- *   bytes per bucket.  Overflow buckets keep their three parts together
- *   (they are rare) and come from per-array chunks.
+ *   bucket's first slot line while the tophash word loads, so a hit
+ *   usually waits for one memory access, not two in a row.  The overflow
+ *   link is read only when the tophash word has no emptyRest byte.  Memory
+ *   is Go's: 144 bytes per bucket.  Overflow buckets keep their three parts
+ *   together (they are rare) and come from per-array chunks.
  *
  * Hashing (hash.h)
  *   Secrets drawn from getrandom() per map (Go: hash0): byte keys hash with
@@ -77,17 +77,22 @@
  *
  * Shrinking (beyond Go, which never gives memory back: golang/go#20135)
  *   S1. After a delete, if no grow runs, B > max(hint's B, MG_SHRINK_MIN_B)
- *       and count <= loadmax(B) / MG_SHRINK_DIV, a shrink to B-1 starts.
- *   S2. A shrink is a grow in reverse: old buckets i and i + 2^(B-1) both
- *       feed new bucket i, and are evacuated together as a pair, so a new
- *       bucket is either untouched or complete.  Their slots are marked
- *       evacuatedX.  An insert evacuates its own pair first (as in a grow);
- *       a delete acts in place and evacuates only at nevacuate, walking the
- *       old array in order rather than jumping to random pairs.
- *   S3. Hysteresis: a shrink leaves the map at a quarter of the next growth
- *       point, and a grow leaves it four times above the next shrink point,
- *       so a map hovering around either threshold does not flip.  A map that
- *       only ever receives inserts never shrinks: its B is exactly Go's.
+ *       and count <= loadmax(B) / MG_SHRINK_DIV, a shrink starts to the
+ *       smallest B' (not below that floor) with count <= loadmax(B') /
+ *       MG_SHRINK_ROOM: usually B-2, so a map emptied from large sizes moves
+ *       each entry and allocates a fresh array half as often as halving
+ *       would (fresh pages cost ~1.6 us each on the machines we measured).
+ *   S2. A shrink is a grow in reverse: old buckets i, i + 2^B', i + 2*2^B',
+ *       ... all feed new bucket i, and are evacuated together as a group,
+ *       so a new bucket is either untouched or complete.  Their slots are
+ *       marked evacuatedX.  An insert evacuates its own group first (as in
+ *       a grow); a delete acts in place and evacuates only at nevacuate,
+ *       walking the old array in order rather than jumping to random groups.
+ *   S3. Hysteresis: a shrink leaves the map MG_SHRINK_ROOM times below its
+ *       next growth point, and a grow leaves it MG_SHRINK_DIV / 4 times
+ *       above its next shrink point (a grow halves the load), so a map
+ *       hovering around either threshold does not flip.  A map that only ever receives inserts
+ *       never shrinks: its B is exactly Go's.
  *   S4. A delete that empties the map, and mg_clear, drop every bucket
  *       array and return to the hint's B (Go keeps B; its clear keeps the
  *       memory too).
@@ -114,7 +119,7 @@
  *   R4. If it started during a grow and the old bucket feeding the bucket
  *       it reaches is not evacuated, it MUST walk that old bucket instead,
  *       producing only the keys that belong to its bucket (doubling) or both
- *       old buckets of the pair (shrink).
+ *       old buckets of the group (shrink).
  *   R5. It MAY produce keys inserted after it started.
  *   R6. After mg_clear it MUST stop at its next step.
  *   Byte keys deleted while an iterator is live are freed only when the
@@ -141,7 +146,7 @@
  *   I4. No key is stored twice (counting old buckets not yet evacuated).
  *   I5. count equals the number of live slots in the bucket array plus
  *       those in old buckets not yet evacuated.
- *   I6. While growing: old buckets (pairs when shrinking) below nevacuate
+ *   I6. While growing: old buckets (groups when shrinking) below nevacuate
  *       are evacuated; an evacuated old bucket has only evacuated* tophash
  *       values; a new bucket fed by an unevacuated old bucket is empty.
  *   I7. A table's noverflow equals the overflow buckets chained in it.
@@ -242,6 +247,12 @@ static inline bool bucket_next(bref *b)
     return true;
 }
 
+/* The largest count that is not over the load factor at B (Go's rule). */
+static size_t load_max(unsigned B)
+{
+    return B == 0 ? MG_BUCKET_CNT : (size_t)MG_LOAD_NUM * (((size_t)1 << B) / MG_LOAD_DEN);
+}
+
 static size_t chunk_size(const mg_table *t)
 {
     size_t n = t->nbuckets / 256;
@@ -275,8 +286,7 @@ static mg_table *table_new(mg_map *m, unsigned B)
     t->nbuckets = n;
     t->mask = n - 1;
     t->B = B;
-    /* The largest count that is not over the load factor at this B. */
-    t->grow_at = B == 0 ? MG_BUCKET_CNT : (size_t)MG_LOAD_NUM * (n / MG_LOAD_DEN);
+    t->grow_at = load_max(B);
     t->bytes = sizeof *t + 2 * cbytes + sbytes;
     atomic_init(&t->refs, 1);
     return t;
@@ -503,12 +513,11 @@ static inline void read_check(const mg_map *m)
  * Growth and evacuation
  * ------------------------------------------------------------------------ */
 
-/* Number of evacuation units: old buckets, or old bucket pairs when
- * shrinking. */
+/* Number of evacuation units: old buckets, or, when shrinking, groups of
+ * old buckets (u, u + units, u + 2 units, ...) that feed new bucket u. */
 static inline size_t evac_units(const mg_map *m)
 {
-    size_t n = m->oldbuckets->nbuckets;
-    return m->grow == MG_GROW_SHRINK ? n / 2 : n;
+    return m->grow == MG_GROW_SHRINK ? m->buckets->nbuckets : m->oldbuckets->nbuckets;
 }
 
 /* Overflow buckets the evacuation of unit u can need in the new array. */
@@ -517,9 +526,11 @@ static size_t evac_need(const mg_map *m, size_t u)
     const mg_table *old = m->oldbuckets;
     if (mg__evacuated(old->tophash[u]))
         return 0;
-    size_t n = chain_len(old, u);
-    if (m->grow == MG_GROW_SHRINK)
-        n += chain_len(old, u + old->nbuckets / 2);
+    if (m->grow != MG_GROW_SHRINK)
+        return chain_len(old, u);
+    size_t n = 0, units = evac_units(m);
+    for (size_t ob = u; ob < old->nbuckets; ob += units)
+        n += chain_len(old, ob);
     return n;
 }
 
@@ -615,10 +626,10 @@ static void evacuate(mg_map *m, size_t u, bool bytes)
             evacuate_chain(m, old, u, &x, NULL, 0, bytes);
             dest_finish(&x);
             break;
-        default: /* MG_GROW_SHRINK: the pair u, u + half */
+        default: /* MG_GROW_SHRINK: the group u, u + units, ... */
             dest_init(&x, m->buckets, u);
-            evacuate_chain(m, old, u, &x, NULL, 0, bytes);
-            evacuate_chain(m, old, u + old->nbuckets / 2, &x, NULL, 0, bytes);
+            for (size_t ob = u; ob < old->nbuckets; ob += m->buckets->nbuckets)
+                evacuate_chain(m, old, ob, &x, NULL, 0, bytes);
             dest_finish(&x);
             break;
         }
@@ -657,11 +668,11 @@ static bool grow_reserve(mg_map *m, size_t b, size_t extra, bool insert)
     return pool_reserve(m, m->buckets, need);
 }
 
-/* Go: growWork.  A delete during a shrink (ours) evacuates the pair at
- * nevacuate instead of the pair it touches: a delete can act on an old
+/* Go: growWork.  A delete during a shrink (ours) evacuates the group at
+ * nevacuate instead of the group it touches: a delete can act on an old
  * bucket that is not evacuated yet, and walking the old array in order
- * costs far less than jumping to a random pair.  An insert must evacuate
- * its own pair first, as in Go. */
+ * costs far less than jumping to a random group.  An insert must evacuate
+ * its own group first, as in Go. */
 static void grow_work(mg_map *m, size_t b, bool bytes, bool insert)
 {
     size_t u = work_unit(m, b, insert);
@@ -707,20 +718,22 @@ static unsigned floor_B(const mg_map *m)
     return m->hintB > MG_SHRINK_MIN_B ? m->hintB : MG_SHRINK_MIN_B;
 }
 
+/* The largest count that is not over the load factor at B (Go's rule). */
 /* S1: start a shrink if the map has become sparse. */
 static void maybe_shrink(mg_map *m)
 {
-    if (m->oldbuckets || m->B <= floor_B(m))
+    unsigned floor = floor_B(m);
+    if (m->oldbuckets || m->B <= floor || m->count > load_max(m->B) / MG_SHRINK_DIV)
         return;
-    size_t loadmax = (size_t)MG_LOAD_NUM * (((size_t)1 << m->B) / MG_LOAD_DEN);
-    if (m->count > loadmax / MG_SHRINK_DIV)
-        return;
-    mg_table *nt = table_new(m, m->B - 1u);
+    unsigned nb = floor;
+    while (m->count > load_max(nb) / MG_SHRINK_ROOM)
+        nb++;
+    mg_table *nt = table_new(m, nb);
     if (!nt)
         return; /* no memory: stay big, try again on a later delete */
     m->oldbuckets = m->buckets;
     m->buckets = nt;
-    m->B = (uint8_t)(m->B - 1);
+    m->B = (uint8_t)nb;
     m->nevacuate = 0;
     m->grow = MG_GROW_SHRINK;
     m->shrinks_total++;
@@ -742,23 +755,16 @@ static void reset_tables(mg_map *m)
  * Lookup
  * ------------------------------------------------------------------------ */
 
-/* Start loading a bucket's two slot lines while its tophash word loads: a
- * hit then waits for one memory access, not two in a row. */
+/* Start loading a bucket's first slot line (slots 0-3, where most keys sit:
+ * slots fill from 0) while its tophash word loads, so a hit usually waits
+ * for one memory access, not two in a row.  Prefetching the second line as
+ * well measured slower: misses then pay for two useless lines. */
 static inline void prefetch_slots(const mg_slot *s, int write)
 {
-#ifdef MG_NOPF
-    (void)s; (void)write; return;
-#endif
-#ifdef MG_PF1
-    __builtin_prefetch(s, 0); (void)write; return;
-#endif
-    if (write) {
+    if (write)
         __builtin_prefetch(s, 1);
-        __builtin_prefetch(s + MG_BUCKET_CNT / 2, 1);
-    } else {
+    else
         __builtin_prefetch(s, 0);
-        __builtin_prefetch(s + MG_BUCKET_CNT / 2, 0);
-    }
 }
 
 /* The chain a key lives in right now: its old bucket while that is not
@@ -1247,7 +1253,9 @@ int mg_stats_get(const mg_map *m, mg_stats *out)
     if (m->oldbuckets) {
         out->overflow_buckets += m->oldbuckets->noverflow;
         out->old_buckets = m->oldbuckets->nbuckets;
-        out->evacuated = m->grow == MG_GROW_SHRINK ? 2 * m->nevacuate : m->nevacuate;
+        out->evacuated = m->grow == MG_GROW_SHRINK
+                             ? m->nevacuate << (m->oldbuckets->B - m->B)
+                             : m->nevacuate;
         bytes += m->oldbuckets->bytes;
     }
     out->bytes = bytes;

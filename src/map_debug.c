@@ -149,21 +149,22 @@ int mg__validate(const mg_map *m, char *err, size_t errlen)
     const mg_table *old = m->oldbuckets;
     size_t units = 0;
     if (old) {
-        units = m->grow == MG_GROW_SHRINK ? old->nbuckets / 2 : old->nbuckets;
+        units = m->grow == MG_GROW_SHRINK ? m->buckets->nbuckets : old->nbuckets;
         if (m->grow == MG_GROW_NONE)
             fail(&v, "I6: oldbuckets set but no grow kind");
-        unsigned want = m->grow == MG_GROW_DOUBLE ? old->B + 1
-                        : m->grow == MG_GROW_SAME ? old->B
-                                                  : old->B - 1;
-        if (m->B != want)
+        bool bad_b = m->grow == MG_GROW_DOUBLE ? m->B != old->B + 1
+                     : m->grow == MG_GROW_SAME ? m->B != old->B
+                                               : m->B >= old->B;
+        if (bad_b)
             fail(&v, "I6: grow kind %u from B=%u gives B=%u", m->grow, old->B, m->B);
         if (m->nevacuate >= units)
             fail(&v, "I6: nevacuate %zu >= %zu units while growing", m->nevacuate, units);
         for (size_t u = 0; u < units; u++) {
             bool e = mg__evacuated(old->tophash[u]);
-            if (m->grow == MG_GROW_SHRINK &&
-                e != mg__evacuated(old->tophash[u + units]))
-                fail(&v, "S2: pair %zu half evacuated", u);
+            for (size_t ob = u + units; m->grow == MG_GROW_SHRINK && ob < old->nbuckets;
+                 ob += units)
+                if (e != mg__evacuated(old->tophash[ob]))
+                    fail(&v, "S2: group %zu partly evacuated (old bucket %zu)", u, ob);
             if (u < m->nevacuate && !e)
                 fail(&v, "I6: old unit %zu below nevacuate %zu not evacuated", u,
                      m->nevacuate);

@@ -4,21 +4,21 @@
  * This follows Go 1.19's mapiterinit/mapiternext (runtime/map.go:815-990),
  * with two additions a C map needs: the iterator holds references on the
  * bucket arrays it reads (Go's garbage collector does that job), and it
- * knows shrinking, where an old bucket pair feeds one new bucket.
+ * knows shrinking, where a group of old buckets feeds one new bucket.
  */
 #include "internal.h"
 #include "hash.h"
 
 #include <assert.h>
 
-enum { CHECK_NONE = 0, CHECK_FILTER, CHECK_PAIR, CHECK_PAIR2 };
+enum { CHECK_NONE = 0, CHECK_FILTER, CHECK_GROUP };
 
 typedef struct {
     mg_map *m;
     mg_table *tab;     /* it.buckets: the array this iteration walks (R2) */
     mg_table *cur;     /* the array c/s point into, referenced (tab or an old one) */
     uint64_t clearseq;
-    size_t start, bucket, check_bucket, pair_idx;
+    size_t start, bucket, check_bucket, group_next; /* next old bucket of a group */
     uint64_t *th;      /* it.bptr: the bucket's tophash word; NULL: next bucket */
     mg_ovf **ov;       /* its overflow link */
     mg_slot *s;        /* its slots */
@@ -123,10 +123,11 @@ bool mg_iter_next(mg_iter *it, const void **key, size_t *len, uint64_t *val)
             if (old && st->B == m->B) {
                 /* R4: started during a grow that is still running. */
                 if (m->grow == MG_GROW_SHRINK) {
+                    /* Old buckets bucket, bucket + 2^B, ... feed this one. */
                     if (!mg__evacuated(old->tophash[st->bucket])) {
                         enter_bucket(st, old, st->bucket);
-                        st->check = CHECK_PAIR;
-                        st->pair_idx = st->bucket + old->nbuckets / 2;
+                        st->check = CHECK_GROUP;
+                        st->group_next = st->bucket + ((size_t)1 << st->B);
                     } else {
                         enter_bucket(st, st->tab, st->bucket);
                         st->check = CHECK_NONE;
@@ -198,10 +199,10 @@ bool mg_iter_next(mg_iter *it, const void **key, size_t *len, uint64_t *val)
             st->ov = &o->overflow;
             st->s = o->slots;
             st->i = 0;
-        } else if (st->check == CHECK_PAIR) {
-            /* The second old bucket of the pair feeding this new bucket. */
-            enter_bucket(st, st->cur, st->pair_idx);
-            st->check = CHECK_PAIR2;
+        } else if (st->check == CHECK_GROUP && st->group_next < st->cur->nbuckets) {
+            /* The next old bucket of the group feeding this new bucket. */
+            enter_bucket(st, st->cur, st->group_next);
+            st->group_next += (size_t)1 << st->B;
         } else {
             st->th = NULL;
         }

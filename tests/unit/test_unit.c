@@ -860,7 +860,7 @@ static void t_shrink_incremental(void)
         T_ASSERT(s.growing);
         T_ASSERT(s.shrinking);
         T_ASSERT(!s.same_size_grow);
-        T_EQ_U(s.B, 9);
+        T_EQ_U(s.B, 8); /* S1: 416 <= loadmax(8) / MG_SHRINK_ROOM */
         T_EQ_U(s.old_buckets, 1024);
         T_ASSERT(s.evacuated < s.old_buckets);
         T_VALID(m);
@@ -892,7 +892,7 @@ static void t_shrink_incremental(void)
             if (writes > 2048)
                 T_FAIL("shrink not done after %zu writes", writes);
         }
-        T_EQ_U(s.B, 9);
+        T_EQ_U(s.B, 8); /* S1: 416 <= loadmax(8) / MG_SHRINK_ROOM */
         T_ASSERT(!s.shrinking);
         T_EQ_U(s.shrinks_total, 1);
         T_VALID(m);
@@ -1368,7 +1368,7 @@ static int shrink_fn(const void *k, size_t len, uint64_t v, void *arg)
     T_EQ_U(v, i);
     a->seen[i] = 1;
     a->produced++;
-    for (int j = 0; j < 24 && a->cursor < a->N; a->cursor++) {
+    for (int j = 0; j < 40 && a->cursor < a->N; a->cursor++) {
         if (a->cursor % 50 == 0 || a->seen[a->cursor])
             continue;
         T_ASSERT(mg_del_u64(a->m, a->cursor));
@@ -1387,7 +1387,8 @@ static void t_range_shrinking(void)
     T_ASSERT(a.seen && a.gone);
     T_EQ_I(mg_range(m, shrink_fn, &a), 0);
     mg_stats s = st(m);
-    T_ASSERT(s.shrinks_total >= 2);
+    T_ASSERT(s.shrinks_total >= 1); /* B 13 -> 11, started and finished in the range */
+    T_ASSERT(!s.shrinking);
     for (uint64_t i = 0; i < N; i++)
         if (!a.gone[i] && !a.seen[i])
             T_FAIL("key %llu, never deleted, was not produced", (unsigned long long)i);
