@@ -167,7 +167,7 @@
 /* Allocations at least this big go straight to mmap: zero pages come
  * lazily (no pass over the memory when a grow starts), they are returned to
  * the kernel when freed, and they may use transparent huge pages. */
-#define MG_MMAP_MIN ((size_t)1 << 20)
+#define MG_MMAP_MIN ((size_t)128 << 10)
 
 static void *sys_malloc(void *ctx, size_t size)
 {
@@ -217,8 +217,9 @@ void mg__free(const mg_map *m, void *p, size_t size)
         m->alloc.free(m->alloc.ctx, p, size);
 }
 
-/* At most this much of retired arrays is unmapped per write (see below). */
-#define MG_RETIRE_STEP ((size_t)1 << 20)
+/* At most this much of retired arrays is released per write (see below):
+ * a few microseconds of munmap here. */
+#define MG_RETIRE_STEP ((size_t)64 << 10)
 
 /* ---------------------------------------------------------------------------
  * Bucket arrays
@@ -297,27 +298,31 @@ static mg_table *table_new(mg_map *m, unsigned B)
  *
  * Unmapping a big bucket array at once stalls its caller for milliseconds
  * (151 MB took 6-9 ms here), which would put back the very pause that
- * incremental evacuation removes.  So when a grow finishes, the old array's
- * big blocks (those the system allocator mmapped) go on the map's retire
- * list, threaded through the blocks themselves, and each later write
- * unmaps at most MG_RETIRE_STEP bytes of them, from the tail.  A custom
- * allocator's blocks are freed at once: it cannot free part of a block.
+ * incremental evacuation removes, and so would freeing its dozens of
+ * overflow chunks in one go.  So when a grow finishes, the old array's
+ * blocks go on the map's retire list, threaded through the blocks
+ * themselves, and each later write releases at most MG_RETIRE_STEP bytes
+ * of them: blocks we mmapped are unmapped piece by piece from the tail,
+ * smaller ones are freed whole.  A custom allocator's blocks are freed at
+ * once: it cannot free part of a block.
  * ------------------------------------------------------------------------ */
 
 #define MG_PAGE ((size_t)4096)
 
 typedef struct mg_retired {
     struct mg_retired *next;
-    size_t size; /* still mapped, a multiple of MG_PAGE */
+    size_t size;  /* bytes still held (a multiple of MG_PAGE when mapped) */
+    bool mapped;  /* ours from mmap: unmapped piece by piece; else free() */
 } mg_retired;
 
 static void block_free(mg_map *m, void *p, size_t size, bool defer)
 {
     if (!p)
         return;
-    if (defer && !m->custom_alloc && size >= MG_MMAP_MIN) {
+    if (defer && !m->custom_alloc && size >= sizeof(mg_retired)) {
         mg_retired *r = p;
-        r->size = (size + MG_PAGE - 1) & ~(MG_PAGE - 1);
+        r->mapped = size >= MG_MMAP_MIN;
+        r->size = r->mapped ? (size + MG_PAGE - 1) & ~(MG_PAGE - 1) : size;
         r->next = m->retire;
         m->retire = r;
         return;
@@ -325,15 +330,18 @@ static void block_free(mg_map *m, void *p, size_t size, bool defer)
     mg__free(m, p, size);
 }
 
-/* Unmap up to `budget` bytes of retired blocks (SIZE_MAX: all of them). */
+/* Release up to `budget` bytes of retired blocks (SIZE_MAX: all of them). */
 static MG_NOINLINE void retire_step(mg_map *m, size_t budget)
 {
     while (m->retire && budget > 0) {
         mg_retired *r = m->retire;
-        if (r->size <= budget + MG_PAGE) {
+        if (!r->mapped || r->size <= budget + MG_PAGE) {
             m->retire = r->next;
             budget -= r->size < budget ? r->size : budget;
-            munmap(r, r->size);
+            if (r->mapped)
+                munmap(r, r->size);
+            else
+                free(r);
         } else {
             size_t keep = (r->size - budget) & ~(MG_PAGE - 1);
             munmap((char *)r + keep, r->size - keep);
