@@ -60,9 +60,17 @@ typedef struct {
 
 typedef struct mg_ovf mg_ovf;
 
+/* A bucket's control word: its 8 tophash bytes (byte j = slot j, little
+ * endian) and its overflow link, side by side so that a lookup that must
+ * follow the chain finds the link in the cache line it already has. */
+typedef struct {
+    uint64_t tophash;
+    mg_ovf *overflow;
+} mg_ctrl;
+
 /* An overflow bucket: tophash word, link and slots together (they are rare).
- * The buckets of a bucket array keep the same three parts in three dense
- * arrays instead, so a miss reads only an 8-byte tophash word. */
+ * The buckets of a bucket array keep their control words (mg_ctrl) in one
+ * dense array and their slots in another. */
 struct mg_ovf {
     uint64_t tophash; /* byte i = tophash of slot i (little endian) */
     mg_ovf *overflow;
@@ -92,8 +100,7 @@ typedef struct mg_chunk {
  * the map holds one reference for buckets/oldbuckets, each live iterator
  * one for the array it walks. */
 typedef struct mg_table {
-    uint64_t *tophash;  /* nbuckets tophash words */
-    mg_ovf **overflow;  /* nbuckets overflow links */
+    mg_ctrl *ctrl;      /* nbuckets control words: tophash word + overflow link */
     mg_slot *slots;     /* nbuckets * MG_BUCKET_CNT slots, 64-byte aligned */
     void *slots_raw; /* as allocated */
     size_t mask;     /* nbuckets - 1 */

@@ -54,8 +54,8 @@ static size_t check_chain(const mg_map *m, const mg_table *t, size_t i, bool old
 {
     size_t live = 0;
     bool rest = false;
-    const uint64_t *th = &t->tophash[i];
-    mg_ovf *const *ov = &t->overflow[i];
+    const uint64_t *th = &t->ctrl[i].tophash;
+    mg_ovf *const *ov = &t->ctrl[i].overflow;
     const mg_slot *s = &t->slots[i * MG_BUCKET_CNT];
     size_t depth = 0;
     bool evac = mg__evacuated(*th);
@@ -120,7 +120,7 @@ static size_t count_overflow(const mg_table *t)
 {
     size_t n = 0;
     for (size_t i = 0; i < t->nbuckets; i++)
-        for (const mg_ovf *o = t->overflow[i]; o; o = o->overflow)
+        for (const mg_ovf *o = t->ctrl[i].overflow; o; o = o->overflow)
             n++;
     return n;
 }
@@ -160,10 +160,10 @@ int mg__validate(const mg_map *m, char *err, size_t errlen)
         if (m->nevacuate >= units)
             fail(&v, "I6: nevacuate %zu >= %zu units while growing", m->nevacuate, units);
         for (size_t u = 0; u < units; u++) {
-            bool e = mg__evacuated(old->tophash[u]);
+            bool e = mg__evacuated(old->ctrl[u].tophash);
             for (size_t ob = u + units; m->grow == MG_GROW_SHRINK && ob < old->nbuckets;
                  ob += units)
-                if (e != mg__evacuated(old->tophash[ob]))
+                if (e != mg__evacuated(old->ctrl[ob].tophash))
                     fail(&v, "S2: group %zu partly evacuated (old bucket %zu)", u, ob);
             if (u < m->nevacuate && !e)
                 fail(&v, "I6: old unit %zu below nevacuate %zu not evacuated", u,
@@ -180,8 +180,8 @@ int mg__validate(const mg_map *m, char *err, size_t errlen)
     for (size_t i = 0; i < m->buckets->nbuckets; i++) {
         if (old) {
             size_t u = i & (units - 1);
-            if (!mg__evacuated(old->tophash[u]) &&
-                (m->buckets->tophash[i] != 0 || m->buckets->overflow[i]))
+            if (!mg__evacuated(old->ctrl[u].tophash) &&
+                (m->buckets->ctrl[i].tophash != 0 || m->buckets->ctrl[i].overflow))
                 fail(&v, "I6: new bucket %zu not empty but its old unit %zu is not "
                          "evacuated", i, u);
         }
@@ -223,8 +223,8 @@ void mg__dump(const mg_map *m, void *file)
         fprintf(f, "%s array: B=%u noverflow=%zu\n", k ? "new" : "old", t->B,
                 t->noverflow);
         for (size_t i = 0; i < t->nbuckets && i < 4096; i++) {
-            uint64_t w = t->tophash[i];
-            const mg_ovf *o = t->overflow[i];
+            uint64_t w = t->ctrl[i].tophash;
+            const mg_ovf *o = t->ctrl[i].overflow;
             const mg_slot *s = &t->slots[i * MG_BUCKET_CNT];
             fprintf(f, "  [%zu]", i);
             for (;;) {

@@ -95,8 +95,8 @@ static inline uint64_t key_hash(const iter_state *st, uint64_t k)
 static void enter_bucket(iter_state *st, mg_table *t, size_t i)
 {
     set_cur(st, t);
-    st->th = &t->tophash[i];
-    st->ov = &t->overflow[i];
+    st->th = &t->ctrl[i].tophash;
+    st->ov = &t->ctrl[i].overflow;
     st->s = &t->slots[i * MG_BUCKET_CNT];
     st->i = 0;
 }
@@ -124,7 +124,7 @@ bool mg_iter_next(mg_iter *it, const void **key, size_t *len, uint64_t *val)
                 /* R4: started during a grow that is still running. */
                 if (m->grow == MG_GROW_SHRINK) {
                     /* Old buckets bucket, bucket + 2^B, ... feed this one. */
-                    if (!mg__evacuated(old->tophash[st->bucket])) {
+                    if (!mg__evacuated(old->ctrl[st->bucket].tophash)) {
                         enter_bucket(st, old, st->bucket);
                         st->check = CHECK_GROUP;
                         st->group_next = st->bucket + ((size_t)1 << st->B);
@@ -134,7 +134,7 @@ bool mg_iter_next(mg_iter *it, const void **key, size_t *len, uint64_t *val)
                     }
                 } else {
                     size_t ob = st->bucket & mg__bucket_mask(old->B);
-                    if (!mg__evacuated(old->tophash[ob])) {
+                    if (!mg__evacuated(old->ctrl[ob].tophash)) {
                         enter_bucket(st, old, ob);
                         st->check = m->grow == MG_GROW_SAME ? CHECK_NONE : CHECK_FILTER;
                         st->check_bucket = st->bucket;
