@@ -93,6 +93,7 @@ typedef struct mg_chunk {
     struct mg_chunk *next;
     size_t n;
     size_t bytes;
+    size_t pad_; /* keeps b[] 16-byte aligned: no slot straddles a cache line */
     mg_ovf b[];
 } mg_chunk;
 

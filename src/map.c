@@ -160,6 +160,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <unistd.h>
+
+/* Go's 144 bytes per bucket, split as the essay describes. */
+_Static_assert(sizeof(mg_ctrl) + MG_BUCKET_CNT * sizeof(mg_slot) == 144, "bucket size");
+_Static_assert(sizeof(mg_ovf) == 144, "overflow bucket size");
+_Static_assert(offsetof(mg_chunk, b) % 16 == 0, "overflow slots must not straddle lines");
 
 /* ---------------------------------------------------------------------------
  * Memory
@@ -305,11 +311,20 @@ static mg_table *table_new(mg_map *m, unsigned B)
  * once: it cannot free part of a block.
  * ------------------------------------------------------------------------ */
 
-#define MG_PAGE ((size_t)4096)
+/* The page size, for unmapping a retired block piece by piece. */
+static size_t page_size(void)
+{
+    static size_t ps;
+    if (!ps) {
+        long v = sysconf(_SC_PAGESIZE);
+        ps = v > 0 ? (size_t)v : 4096;
+    }
+    return ps;
+}
 
 typedef struct mg_retired {
     struct mg_retired *next;
-    size_t size;  /* bytes still held (a multiple of MG_PAGE when mapped) */
+    size_t size;  /* bytes still held (a multiple of the page size when mapped) */
     bool mapped;  /* ours from mmap: unmapped piece by piece; else free() */
 } mg_retired;
 
@@ -319,8 +334,9 @@ static void block_free(mg_map *m, void *p, size_t size, bool defer)
         return;
     if (defer && !m->custom_alloc && size >= sizeof(mg_retired)) {
         mg_retired *r = p;
+        size_t ps = page_size();
         r->mapped = size >= MG_MMAP_MIN;
-        r->size = r->mapped ? (size + MG_PAGE - 1) & ~(MG_PAGE - 1) : size;
+        r->size = r->mapped ? (size + ps - 1) & ~(ps - 1) : size;
         r->next = m->retire;
         m->retire = r;
         return;
@@ -333,7 +349,7 @@ static MG_NOINLINE void retire_step(mg_map *m, size_t budget)
 {
     while (m->retire && budget > 0) {
         mg_retired *r = m->retire;
-        if (!r->mapped || r->size <= budget + MG_PAGE) {
+        if (!r->mapped || r->size <= budget + page_size()) {
             m->retire = r->next;
             budget -= r->size < budget ? r->size : budget;
             if (r->mapped)
@@ -341,7 +357,7 @@ static MG_NOINLINE void retire_step(mg_map *m, size_t budget)
             else
                 free(r);
         } else {
-            size_t keep = (r->size - budget) & ~(MG_PAGE - 1);
+            size_t keep = (r->size - budget) & ~(page_size() - 1);
             munmap((char *)r + keep, r->size - keep);
             r->size = keep;
             budget = 0;
