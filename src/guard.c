@@ -168,11 +168,11 @@ void mg__bad_header(const mg_map *m, uint64_t want)
                  want == MG_MAGIC_BYTES ? "byte-key (mg_put/mg_get/mg_del)"
                                         : "u64-key (mg_*_u64)",
                  m->magic == MG_MAGIC_BYTES ? "MG_KEY_BYTES" : "MG_KEY_U64");
-        if (m->B <= MG_MAX_B)
+        if (m->B <= MG_MAX_B && m->count <= SIZE_MAX / 2)
             report(MG_FATAL_WRONG_KEY_KIND, m, detail);
     }
-    snprintf(detail, sizeof detail, "bad header at %p: magic=0x%llx B=%u",
-             (const void *)m, (unsigned long long)m->magic, (unsigned)m->B);
+    snprintf(detail, sizeof detail, "bad header at %p: magic=0x%llx B=%u count=%zu",
+             (const void *)m, (unsigned long long)m->magic, (unsigned)m->B, m->count);
     report(MG_FATAL_CORRUPT_MAP, NULL, detail);
 }
 

@@ -497,7 +497,9 @@ static inline uint64_t want_magic(bool bytes)
 
 static inline void check_header(const mg_map *m, bool bytes)
 {
-    if (MG_UNLIKELY(m->magic != want_magic(bytes) || m->B > MG_MAX_B))
+    /* A count with its top bit set is a negative count: a scribbled header. */
+    if (MG_UNLIKELY(m->magic != want_magic(bytes) || m->B > MG_MAX_B ||
+                    m->count > SIZE_MAX / 2))
         mg__bad_header(m, want_magic(bytes));
 }
 

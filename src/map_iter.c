@@ -47,7 +47,8 @@ void mg_iter_init(mg_iter *it, mg_map *m)
 {
     iter_state *st = state(it);
     memset(it, 0, sizeof *it);
-    if (m && MG_UNLIKELY(m->magic != MG_MAGIC_U64 && m->magic != MG_MAGIC_BYTES))
+    if (m && MG_UNLIKELY((m->magic != MG_MAGIC_U64 && m->magic != MG_MAGIC_BYTES) ||
+                         m->B > MG_MAX_B || m->count > SIZE_MAX / 2))
         mg__bad_header(m, m->keykind == MG_KEY_BYTES ? MG_MAGIC_BYTES : MG_MAGIC_U64);
     if (!m || m->count == 0 || !m->buckets) {
         st->done = 1;

@@ -485,10 +485,16 @@ static void c_corrupt_iter(void)
     m->magic ^= 0x10000;
     mg_range(m, noop_fn, NULL);
 }
+static void c_corrupt_count(void)
+{
+    mg_map *m = mk(MG_KEY_U64, 10);
+    m->count = (size_t)-3; /* a negative count */
+    mg_del_u64(m, 1);
+}
 static void t_corrupted_header(void)
 {
     void (*fns[])(void) = {c_corrupt_magic, c_corrupt_magic_put_bytes, c_corrupt_B,
-                           c_corrupt_B_bytes_get, c_corrupt_iter};
+                           c_corrupt_B_bytes_get, c_corrupt_iter, c_corrupt_count};
     for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++)
         expect_fatal(fns[i], "corrupted map header", NULL);
 }
