@@ -347,17 +347,20 @@ static void block_free(mg_map *m, void *p, size_t size, bool defer)
 /* Release up to `budget` bytes of retired blocks (SIZE_MAX: all of them). */
 static MG_NOINLINE void retire_step(mg_map *m, size_t budget)
 {
+    size_t ps = page_size();
     while (m->retire && budget > 0) {
         mg_retired *r = m->retire;
-        if (!r->mapped || r->size <= budget + page_size()) {
+        size_t keep = 0;
+        if (r->mapped && r->size > budget)
+            keep = (r->size - budget) & ~(ps - 1);
+        if (keep == 0) { /* the whole block goes */
             m->retire = r->next;
-            budget -= r->size < budget ? r->size : budget;
+            budget = r->size < budget ? budget - r->size : 0;
             if (r->mapped)
                 munmap(r, r->size);
             else
                 free(r);
-        } else {
-            size_t keep = (r->size - budget) & ~(page_size() - 1);
+        } else { /* unmap its tail, keep the head (it holds the list link) */
             munmap((char *)r + keep, r->size - keep);
             r->size = keep;
             budget = 0;

@@ -1740,6 +1740,51 @@ static void t_stats(void)
     }
 }
 
+/* Bytes of anonymous read-write mappings in this process. */
+static size_t anon_mapped(void)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    T_ASSERT(f);
+    char line[512];
+    size_t total = 0;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        char perms[8];
+        int n = 0;
+        if (sscanf(line, "%lx-%lx %7s %*s %*s %*s%n", &lo, &hi, perms, &n) < 3)
+            continue;
+        const char *rest = line + n;
+        while (*rest == ' ')
+            rest++;
+        if (strncmp(perms, "rw", 2) == 0 && (*rest == '\n' || *rest == '\0'))
+            total += hi - lo;
+    }
+    fclose(f);
+    return total;
+}
+
+/* A grow that just finished leaves the old array's blocks on the retire
+ * list (released a little per write); mg_free must release all of them,
+ * and a map must give back its big blocks when it is freed. */
+static void t_free_releases_retired(void)
+{
+    size_t before = anon_mapped();
+    mg_map *m = new_map(MG_KEY_U64, 0);
+    uint64_t i = 0;
+    /* Grow past B = 14 (arrays of 256 KiB and more: mmapped blocks). */
+    while (st(m).B < 15)
+        put_u(m, i, i), i++;
+    while (st(m).growing)
+        put_u(m, i, i), i++;
+    size_t during = anon_mapped();
+    T_ASSERT(during > before + ((size_t)1 << 20));
+    mg_free(m);
+    size_t after = anon_mapped();
+    if (after > before + (64u << 10))
+        T_FAIL("mg_free left %zu bytes mapped (before %zu, after %zu)", after - before,
+               before, after);
+}
+
 int main(int argc, char **argv)
 {
     static const t_case cases[] = {
@@ -1779,6 +1824,7 @@ int main(int argc, char **argv)
         {"fatal_messages", t_fatal_messages},
         {"name_keykind", t_name_keykind},
         {"stats", t_stats},
+        {"free_releases_retired", t_free_releases_retired},
         {NULL, NULL}};
     return t_main(cases, argc, argv);
 }
