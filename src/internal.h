@@ -213,6 +213,12 @@ static inline uint64_t mg__zero_bytes(uint64_t w)
     uint64_t t = (w & MG_LOW7) + MG_LOW7;
     return ~(t | w | MG_LOW7);
 }
+/* Non-zero iff some byte of w is zero (which bytes it flags is not exact,
+ * only whether any is: cheaper than mg__zero_bytes for that question). */
+static inline uint64_t mg__has_zero(uint64_t w)
+{
+    return (w - MG_LSB) & ~w & MG_MSB;
+}
 /* Slots whose tophash equals top. */
 static inline uint64_t mg__match(uint64_t w, uint8_t top)
 {

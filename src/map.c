@@ -506,6 +506,7 @@ static inline void check_header(const mg_map *m, bool bytes)
         mg__bad_header(m, want_magic(bytes));
 }
 
+
 static inline uintptr_t write_begin(mg_map *m)
 {
     uintptr_t self = mg__self_token();
@@ -823,7 +824,7 @@ static inline mg_slot *find(const mg_map *m, uint64_t hash, uint64_t key,
             if (MG_LIKELY(key_eq(s->key, hash, key, kb, klen, bytes)))
                 return s;
         }
-        if (mg__zero_bytes(w) || !bucket_next(&b))
+        if (mg__has_zero(w) || !bucket_next(&b))
             return NULL;
     }
 }
@@ -883,7 +884,7 @@ again:;
                 insi = mg__first_slot(e);
             }
         }
-        if (mg__zero_bytes(w) || !bucket_next(&b))
+        if (mg__has_zero(w) || !bucket_next(&b))
             break;
     }
     /* A new key.  Go: grow if over the load factor or too many overflows. */
@@ -980,7 +981,7 @@ static inline bool delete_key(mg_map *m, uint64_t hash, uint64_t key,
                 return true;
             }
         }
-        if (mg__zero_bytes(w) || !bucket_next(&b))
+        if (mg__has_zero(w) || !bucket_next(&b))
             return false;
     }
 }
