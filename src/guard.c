@@ -121,7 +121,8 @@ static _Noreturn void die(void)
     abort();
 }
 
-static _Noreturn void report(mg_fatal_kind kind, const mg_map *m, const char *detail)
+static _Noreturn void report(mg_fatal_kind kind, const mg_map *m, const char *detail,
+                             uintptr_t other)
 {
     if (in_report) /* the hook or the reporter itself went wrong */
         die();
@@ -141,9 +142,9 @@ static _Noreturn void report(mg_fatal_kind kind, const mg_map *m, const char *de
         out("%s\n", detail);
     report_map(m);
     out("\n");
-    uintptr_t writer = header_readable(m)
-                           ? atomic_load_explicit(&((mg_map *)m)->writer, memory_order_relaxed)
-                           : 0;
+    uintptr_t writer = other;
+    if (!writer && header_readable(m))
+        writer = atomic_load_explicit(&((mg_map *)m)->writer, memory_order_relaxed);
     out("thread %ld [running, detected the misuse]:\n", (long)syscall(SYS_gettid));
     report_stack();
     if (writer && writer != mg__self_token())
@@ -153,14 +154,19 @@ static _Noreturn void report(mg_fatal_kind kind, const mg_map *m, const char *de
 
 void mg__fatal(mg_fatal_kind kind, const mg_map *m)
 {
-    report(kind, m, NULL);
+    report(kind, m, NULL, 0);
+}
+
+void mg__fatal_writer(mg_fatal_kind kind, const mg_map *m, uintptr_t other)
+{
+    report(kind, m, NULL, other);
 }
 
 void mg__bad_header(const mg_map *m, uint64_t want)
 {
     char detail[160];
     if (m->magic == MG_MAGIC_FREED) {
-        report(MG_FATAL_FREED_MAP, m, "the map was already freed with mg_free");
+        report(MG_FATAL_FREED_MAP, m, "the map was already freed with mg_free", 0);
     }
     if ((m->magic == MG_MAGIC_U64 || m->magic == MG_MAGIC_BYTES) && m->magic != want) {
         snprintf(detail, sizeof detail,
@@ -169,16 +175,16 @@ void mg__bad_header(const mg_map *m, uint64_t want)
                                         : "u64-key (mg_*_u64)",
                  m->magic == MG_MAGIC_BYTES ? "MG_KEY_BYTES" : "MG_KEY_U64");
         if (m->B <= MG_MAX_B && m->count <= SIZE_MAX / 2)
-            report(MG_FATAL_WRONG_KEY_KIND, m, detail);
+            report(MG_FATAL_WRONG_KEY_KIND, m, detail, 0);
     }
     snprintf(detail, sizeof detail, "bad header at %p: magic=0x%llx B=%u count=%zu",
              (const void *)m, (unsigned long long)m->magic, (unsigned)m->B, m->count);
-    report(MG_FATAL_CORRUPT_MAP, NULL, detail);
+    report(MG_FATAL_CORRUPT_MAP, NULL, detail, 0);
 }
 
 void mg__internal_error(const char *what, const char *file, int line)
 {
     char detail[256];
     snprintf(detail, sizeof detail, "%s (%s:%d): please report this bug", what, file, line);
-    report(MG_FATAL_INTERNAL, NULL, detail);
+    report(MG_FATAL_INTERNAL, NULL, detail, 0);
 }

@@ -191,6 +191,8 @@ static inline uintptr_t mg__self_token(void)
 }
 long mg__token_tid(uintptr_t token);
 _Noreturn void mg__fatal(mg_fatal_kind kind, const mg_map *m);
+/* The same, naming the thread whose token `other` is as the map's writer. */
+_Noreturn void mg__fatal_writer(mg_fatal_kind kind, const mg_map *m, uintptr_t other);
 _Noreturn void mg__internal_error(const char *what, const char *file, int line);
 /* Check a header that failed the fast magic test and report why. */
 _Noreturn void mg__bad_header(const mg_map *m, uint64_t want_magic);
