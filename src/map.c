@@ -177,8 +177,11 @@ _Static_assert(offsetof(mg_chunk, b) % 16 == 0, "overflow slots must not straddl
 /* Allocations at least this big go straight to mmap: zero pages come
  * lazily (no pass over the memory when a grow starts), they go back to the
  * kernel when freed, and a retired one can be unmapped piece by piece.
- * (Transparent huge pages were tried with MADV_HUGEPAGE: lookups gained
- * 10-20%, but inserts lost 2x to zeroing 2 MB pages at first touch.) */
+ * No transparent huge pages: with MADV_HUGEPAGE lookups gained 5-20%,
+ * but the first touch of each 2 MB page zeroes all of it, and the first
+ * writes of a grow touch pages all over the new array: the worst batch of
+ * 64 inserts went from under 1 ms to 5-60 ms (10M keys), the very stall
+ * incremental evacuation exists to avoid. */
 #define MG_MMAP_MIN ((size_t)128 << 10)
 
 static void *sys_malloc(void *ctx, size_t size)
