@@ -10,8 +10,11 @@
  *                  follows Go's rule: any number of concurrent readers, or one
  *                  writer and nobody else.  Breaking it is misuse.
  *   Fatal:         misuse that prints a report to stderr and calls abort().
- *                  Detection is best effort, exactly as in Go: a race that
- *                  never overlaps in time is not seen (use TSan for that).
+ *                  As in Go, a race that never overlaps in time is not seen
+ *                  (use TSan for that).  Two writes that overlap are always
+ *                  caught (the writer is claimed with an atomic exchange);
+ *                  a read overlapping a write is caught on a best-effort
+ *                  check, like Go's.
  *
  * Copyright (c) the mapguard authors.  MIT licensed.
  */
@@ -197,8 +200,9 @@ typedef struct mg_iter {
 
 /* Start iterating m (NULL: an empty iteration).  Thread safety: as mg_range. */
 MG_API void mg_iter_init(mg_iter *it, mg_map *m);
-/* Returns: true and the next entry; false at the end.  key points into the
- * map and stays valid until the next write to the map.  Any out pointer may
+/* Returns: true and the next entry; false at the end.  *key stays valid
+ * until the next call on this iterator (a u64 key points into the iterator)
+ * or the next write to the map, whichever comes first.  Any out pointer may
  * be NULL.  Fatal: as mg_range. */
 MG_API bool mg_iter_next(mg_iter *it, const void **key, size_t *len,
                          uint64_t *val);
@@ -217,7 +221,7 @@ typedef struct {
     uint64_t grows_total, same_size_grows_total;
     size_t bytes;          /* memory held by the map */
     bool shrinking;        /* an incremental shrink is in progress */
-    uint64_t shrinks_total; /* completed-or-started shrinks (beyond Go) */
+    uint64_t shrinks_total; /* shrinks started (beyond Go) */
 } mg_stats;
 
 /* Fill *out with a consistent picture of m.
