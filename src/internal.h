@@ -18,7 +18,6 @@
 #define MG_LIKELY(x) __builtin_expect(!!(x), 1)
 #define MG_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define MG_NOINLINE __attribute__((noinline))
-#define MG_COLD __attribute__((cold, noinline))
 
 /* Cheap assertions: checked in debug builds, type-checked always. */
 #ifdef MG_DEBUG
@@ -91,9 +90,8 @@ typedef struct mg_bkey {
 /* A chunk of overflow buckets, handed out one by one (Go: extra.nextOverflow). */
 typedef struct mg_chunk {
     struct mg_chunk *next;
-    size_t n;
     size_t bytes;
-    size_t pad_; /* keeps b[] 16-byte aligned: no slot straddles a cache line */
+    size_t pad_[2]; /* keeps b[] 16-byte aligned: no slot straddles a cache line */
     mg_ovf b[];
 } mg_chunk;
 

@@ -413,7 +413,6 @@ static bool pool_reserve(mg_map *m, mg_table *t, size_t need)
     if (!c)
         return false;
     c->next = t->chunks;
-    c->n = n;
     c->bytes = bytes;
     t->chunks = c;
     t->bytes += bytes;
