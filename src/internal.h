@@ -18,6 +18,10 @@
 #define MG_LIKELY(x) __builtin_expect(!!(x), 1)
 #define MG_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define MG_NOINLINE __attribute__((noinline))
+/* For the per-operation paths: left to itself gcc keeps find/assign/
+ * delete_key out of line (several callers), and their register saves and
+ * restores cost ~16 instructions per lookup (callgrind). */
+#define MG_HOT_INLINE inline __attribute__((always_inline))
 
 /* Cheap assertions: checked in debug builds, type-checked always. */
 #ifdef MG_DEBUG

@@ -245,11 +245,11 @@ typedef struct {
     mg_slot *s;
 } bref;
 
-static inline bref bucket_at(const mg_table *t, size_t i)
+static MG_HOT_INLINE bref bucket_at(const mg_table *t, size_t i)
 {
     return (bref){&t->ctrl[i].tophash, &t->ctrl[i].overflow, &t->slots[i * MG_BUCKET_CNT]};
 }
-static inline bool bucket_next(bref *b)
+static MG_HOT_INLINE bool bucket_next(bref *b)
 {
     mg_ovf *o = *b->ov;
     if (!o)
@@ -448,7 +448,7 @@ static size_t chain_len(const mg_table *t, size_t i)
 
 /* Equal byte strings of length n.  Keys of up to 16 bytes (the common
  * case) compare with two overlapping word loads each side, no call. */
-static inline bool bytes_eq(const unsigned char *a, const unsigned char *b, size_t n)
+static MG_HOT_INLINE bool bytes_eq(const unsigned char *a, const unsigned char *b, size_t n)
 {
     if (n >= 8 && n <= 16) {
         uint64_t a0, a1, b0, b1;
@@ -461,7 +461,7 @@ static inline bool bytes_eq(const unsigned char *a, const unsigned char *b, size
     return n == 0 || memcmp(a, b, n) == 0;
 }
 
-static inline bool key_eq(uint64_t stored, uint64_t hash, uint64_t key,
+static MG_HOT_INLINE bool key_eq(uint64_t stored, uint64_t hash, uint64_t key,
                           const void *kb, size_t klen, bool bytes)
 {
     if (!bytes)
@@ -517,7 +517,7 @@ static inline uint64_t want_magic(bool bytes)
     return bytes ? MG_MAGIC_BYTES : MG_MAGIC_U64;
 }
 
-static inline void check_header(const mg_map *m, bool bytes)
+static MG_HOT_INLINE void check_header(const mg_map *m, bool bytes)
 {
     /* A count with its top bit set is a negative count: a scribbled header. */
     if (MG_UNLIKELY(m->magic != want_magic(bytes) || m->B > MG_MAX_B ||
@@ -532,7 +532,7 @@ static inline void check_header(const mg_map *m, bool bytes)
  * turned into a corrupted table that crashes first (a plain load-then-store,
  * Go's way, let 1 run in ~1000 of the two-writer repro segfault before
  * either side noticed).  It costs one uncontended locked instruction. */
-static inline uintptr_t write_begin(mg_map *m)
+static MG_HOT_INLINE uintptr_t write_begin(mg_map *m)
 {
     uintptr_t self = mg__self_token();
     uintptr_t prev = atomic_exchange_explicit(&m->writer, self, memory_order_acquire);
@@ -543,7 +543,7 @@ static inline uintptr_t write_begin(mg_map *m)
 
 static MG_NOINLINE void retire_step(mg_map *m, size_t budget);
 
-static inline void write_end(mg_map *m, uintptr_t self)
+static MG_HOT_INLINE void write_end(mg_map *m, uintptr_t self)
 {
     if (MG_UNLIKELY(m->retire != NULL))
         retire_step(m, MG_RETIRE_STEP);
@@ -553,7 +553,7 @@ static inline void write_end(mg_map *m, uintptr_t self)
     atomic_store_explicit(&m->writer, 0, memory_order_release);
 }
 
-static inline void read_check(const mg_map *m)
+static MG_HOT_INLINE void read_check(const mg_map *m)
 {
     if (MG_UNLIKELY(atomic_load_explicit(&((mg_map *)m)->writer,
                                          memory_order_relaxed) != 0))
@@ -812,7 +812,7 @@ static void reset_tables(mg_map *m)
  * ns per hit and miss: no prefetch 48 / 16 and 94 / 45, this 28 / 16 and
  * 73 / 59; prefetching the second line too made misses pay for two
  * useless lines. */
-static inline void prefetch_slots(const mg_slot *s, int write)
+static MG_HOT_INLINE void prefetch_slots(const mg_slot *s, int write)
 {
     if (write)
         __builtin_prefetch(s, 1);
@@ -822,7 +822,7 @@ static inline void prefetch_slots(const mg_slot *s, int write)
 
 /* The chain a key lives in right now: its old bucket while that is not
  * evacuated, else its bucket in the current array. */
-static inline bref home_bucket(const mg_map *m, uint64_t hash)
+static MG_HOT_INLINE bref home_bucket(const mg_map *m, uint64_t hash)
 {
     const mg_table *old = m->oldbuckets;
     if (MG_UNLIKELY(old != NULL)) {
@@ -833,7 +833,7 @@ static inline bref home_bucket(const mg_map *m, uint64_t hash)
     return bucket_at(m->buckets, hash & m->buckets->mask);
 }
 
-static inline mg_slot *find(const mg_map *m, uint64_t hash, uint64_t key,
+static MG_HOT_INLINE mg_slot *find(const mg_map *m, uint64_t hash, uint64_t key,
                             const void *kb, size_t klen, bool bytes)
 {
     if (MG_UNLIKELY(m->buckets == NULL))
@@ -867,7 +867,7 @@ bool mg__lookup_slot(mg_map *m, uint64_t hash, uint64_t key, const void *kb,
 
 /* Go: mapassign.  For byte maps `key` is the new mg_bkey (or 0 when the
  * caller knows the key is present). */
-static inline int assign(mg_map *m, uint64_t hash, uint64_t key, const void *kb,
+static MG_HOT_INLINE int assign(mg_map *m, uint64_t hash, uint64_t key, const void *kb,
                          size_t klen, uint64_t val, bool bytes)
 {
     mg_table *t = m->buckets;
@@ -976,7 +976,7 @@ static void clear_slot(bref orig, bref b, unsigned i)
     }
 }
 
-static inline bool delete_key(mg_map *m, uint64_t hash, uint64_t key,
+static MG_HOT_INLINE bool delete_key(mg_map *m, uint64_t hash, uint64_t key,
                               const void *kb, size_t klen, bool bytes)
 {
     size_t bi = hash & mg__bucket_mask(m->B);
