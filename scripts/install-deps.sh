@@ -4,7 +4,7 @@
 # when everything is there).  Needs root (or sudo) only when installing.
 set -eu
 
-PKGS="cmake make gcc g++ clang libclang-rt-14-dev pkg-config libxxhash-dev \
+PKGS="cmake make gcc g++ libc6-dev clang libclang-rt-14-dev pkg-config libxxhash-dev \
 libabsl-dev golang-go binutils"
 
 missing=""
