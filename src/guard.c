@@ -44,17 +44,15 @@ long mg__token_tid(uintptr_t token)
     return token ? ((const volatile mg_thread_rec *)token)->tid : 0;
 }
 
-static mg_fatal_hook user_hook;
-static void *user_hook_arg;
+static _Atomic(mg_fatal_hook) user_hook;
+static _Atomic(void *) user_hook_arg;
 static atomic_int reporting;
 static _Thread_local int in_report;
 
 mg_fatal_hook mg_on_fatal(mg_fatal_hook hook, void *arg)
 {
-    mg_fatal_hook old = user_hook;
-    user_hook_arg = arg;
-    user_hook = hook;
-    return old;
+    atomic_store(&user_hook_arg, arg);
+    return atomic_exchange(&user_hook, hook);
 }
 
 static void out(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -134,9 +132,10 @@ static _Noreturn void report(mg_fatal_kind kind, const mg_map *m, const char *de
             pause();
     }
     const char *msg = mg_fatal_message(kind);
-    mg_fatal_hook hook = user_hook;
+    mg_fatal_hook hook = atomic_load(&user_hook);
     if (hook)
-        hook(kind, msg, header_readable(m) && m->name ? m->name : NULL, user_hook_arg);
+        hook(kind, msg, header_readable(m) && m->name ? m->name : NULL,
+             atomic_load(&user_hook_arg));
     out("fatal error: %s\n\n", msg);
     if (detail)
         out("%s\n", detail);
