@@ -108,6 +108,7 @@ typedef struct mg_table {
     void *slots_raw; /* as allocated */
     size_t mask;     /* nbuckets - 1 */
     size_t grow_at;  /* an insert at this count checks for growth */
+    size_t shrink_at; /* a delete to this count checks for a shrink (0: never) */
     size_t nbuckets;
     unsigned B;
     size_t noverflow;  /* overflow buckets in use (Go: hmap.noverflow) */

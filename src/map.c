@@ -298,6 +298,9 @@ static mg_table *table_new(mg_map *m, unsigned B)
     t->mask = n - 1;
     t->B = B;
     t->grow_at = load_max(B);
+    /* S1: a delete to this count considers a shrink (never below the floor). */
+    unsigned floor = m->hintB > MG_SHRINK_MIN_B ? m->hintB : MG_SHRINK_MIN_B;
+    t->shrink_at = B > floor ? load_max(B) / MG_SHRINK_DIV : 0;
     t->bytes = sizeof *t + cbytes + sbytes;
     atomic_init(&t->refs, 1);
     return t;
@@ -766,7 +769,7 @@ static int hash_grow(mg_map *m, uint64_t hash)
 
 static unsigned floor_B(const mg_map *m)
 {
-    return m->hintB > MG_SHRINK_MIN_B ? m->hintB : MG_SHRINK_MIN_B;
+    return m->hintB > MG_SHRINK_MIN_B ? m->hintB : MG_SHRINK_MIN_B; /* as table_new */
 }
 
 /* The largest count that is not over the load factor at B (Go's rule). */
@@ -945,17 +948,11 @@ again:;
  * Delete
  * ------------------------------------------------------------------------ */
 
-/* Go: mapdelete's slot clearing, with the emptyRest fix-up. */
-static void clear_slot(bref orig, bref b, unsigned i)
+/* Go: mapdelete's emptyRest fix-up: slot i of bucket b was just cleared and
+ * nothing follows it, so it and the run of emptyOne slots before it (back
+ * into earlier buckets of the chain) become emptyRest. */
+static MG_NOINLINE void clear_rest(bref orig, bref b, unsigned i)
 {
-    *b.th = mg__th_set(*b.th, i, MG_EMPTY_ONE);
-    if (i == MG_BUCKET_CNT - 1) {
-        mg_ovf *o = *b.ov;
-        if (o && (uint8_t)o->tophash != MG_EMPTY_REST)
-            return;
-    } else if (mg__th_get(*b.th, i + 1) != MG_EMPTY_REST) {
-        return;
-    }
     for (;;) {
         *b.th = mg__th_set(*b.th, i, MG_EMPTY_REST);
         if (i == 0) {
@@ -974,6 +971,20 @@ static void clear_slot(bref orig, bref b, unsigned i)
         if (mg__th_get(*b.th, i) != MG_EMPTY_ONE)
             break;
     }
+}
+
+/* Go: mapdelete's slot clearing. */
+static MG_HOT_INLINE void clear_slot(bref orig, bref b, unsigned i)
+{
+    uint64_t w = mg__th_set(*b.th, i, MG_EMPTY_ONE);
+    *b.th = w;
+    bool more;
+    if (i < MG_BUCKET_CNT - 1)
+        more = mg__th_get(w, i + 1) != MG_EMPTY_REST;
+    else
+        more = *b.ov && (uint8_t)(*b.ov)->tophash != MG_EMPTY_REST;
+    if (!more)
+        clear_rest(orig, b, i);
 }
 
 static MG_HOT_INLINE bool delete_key(mg_map *m, uint64_t hash, uint64_t key,
@@ -999,7 +1010,7 @@ static MG_HOT_INLINE bool delete_key(mg_map *m, uint64_t hash, uint64_t key,
                     mg__reseed(m); /* Go: map.go:796-800 */
                     if (m->B > m->hintB || m->oldbuckets)
                         reset_tables(m);
-                } else {
+                } else if (MG_UNLIKELY(m->count <= m->buckets->shrink_at)) {
                     maybe_shrink(m);
                 }
                 return true;
