@@ -265,7 +265,7 @@ static inline size_t mg__bucket_mask(unsigned B)
 {
     return ((size_t)1 << B) - 1;
 }
-/* Go: overLoadFactor. */
+/* Go: overLoadFactor (hint -> B; tables precompute it as grow_at). */
 static inline bool mg__over_load(size_t count, unsigned B)
 {
     return count > MG_BUCKET_CNT &&
@@ -278,6 +278,32 @@ static inline bool mg__over_load(size_t count, unsigned B)
 static inline bool mg__too_many_overflow(size_t noverflow, unsigned B)
 {
     return noverflow >= ((size_t)1 << B);
+}
+
+/* ---- checks and hashes shared by map.c and map_iter.c ------------------ */
+#include "hash.h"
+
+static inline uint64_t mg__want_magic(bool bytes)
+{
+    return bytes ? MG_MAGIC_BYTES : MG_MAGIC_U64;
+}
+
+/* Bad magic (freed, corrupted or the other key kind), impossible B, or a
+ * count with its top bit set (a negative count): report, never follow. */
+static inline __attribute__((always_inline)) void mg__check_header(const mg_map *m,
+                                                                  bool bytes)
+{
+    if (MG_UNLIKELY(m->magic != mg__want_magic(bytes) || m->B > MG_MAX_B ||
+                    m->count > SIZE_MAX / 2))
+        mg__bad_header(m, mg__want_magic(bytes));
+}
+
+/* The hash of a stored key under the map's secrets (byte keys keep it). */
+static inline uint64_t mg__stored_hash(const mg_map *m, uint64_t stored)
+{
+    if (m->keykind == MG_KEY_BYTES)
+        return ((const mg_bkey *)(uintptr_t)stored)->hash;
+    return mg__hash_u64(stored, m->seed, m->seed2);
 }
 
 #endif

@@ -157,7 +157,6 @@
  *   I8. The stored hash of a byte key is the hash of its bytes.
  */
 #include "internal.h"
-#include "hash.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -266,6 +265,12 @@ static size_t load_max(unsigned B)
     return B == 0 ? MG_BUCKET_CNT : (size_t)MG_LOAD_NUM * (((size_t)1 << B) / MG_LOAD_DEN);
 }
 
+/* S1: never shrink below 2^MG_SHRINK_MIN_B buckets nor below the hint. */
+static unsigned floor_B(const mg_map *m)
+{
+    return m->hintB > MG_SHRINK_MIN_B ? m->hintB : MG_SHRINK_MIN_B;
+}
+
 static size_t chunk_size(const mg_table *t)
 {
     size_t n = t->nbuckets / 256;
@@ -298,9 +303,8 @@ static mg_table *table_new(mg_map *m, unsigned B)
     t->mask = n - 1;
     t->B = B;
     t->grow_at = load_max(B);
-    /* S1: a delete to this count considers a shrink (never below the floor). */
-    unsigned floor = m->hintB > MG_SHRINK_MIN_B ? m->hintB : MG_SHRINK_MIN_B;
-    t->shrink_at = B > floor ? load_max(B) / MG_SHRINK_DIV : 0;
+    /* S1: a delete to this count starts a shrink (never below the floor). */
+    t->shrink_at = B > floor_B(m) ? load_max(B) / MG_SHRINK_DIV : 0;
     t->bytes = sizeof *t + cbytes + sbytes;
     atomic_init(&t->refs, 1);
     return t;
@@ -473,13 +477,6 @@ static MG_HOT_INLINE bool key_eq(uint64_t stored, uint64_t hash, uint64_t key,
     return bk->hash == hash && bk->len == klen && bytes_eq(bk->data, kb, klen);
 }
 
-static inline uint64_t stored_hash(const mg_map *m, uint64_t stored, bool bytes)
-{
-    if (bytes)
-        return ((const mg_bkey *)(uintptr_t)stored)->hash;
-    return mg__hash_u64(stored, m->seed, m->seed2);
-}
-
 static size_t bkey_size(size_t len)
 {
     return sizeof(mg_bkey) + len;
@@ -515,18 +512,6 @@ static void dead_flush(mg_map *m)
  * Guards (the fast half; the reports live in guard.c)
  * ------------------------------------------------------------------------ */
 
-static inline uint64_t want_magic(bool bytes)
-{
-    return bytes ? MG_MAGIC_BYTES : MG_MAGIC_U64;
-}
-
-static MG_HOT_INLINE void check_header(const mg_map *m, bool bytes)
-{
-    /* A count with its top bit set is a negative count: a scribbled header. */
-    if (MG_UNLIKELY(m->magic != want_magic(bytes) || m->B > MG_MAX_B ||
-                    m->count > SIZE_MAX / 2))
-        mg__bad_header(m, want_magic(bytes));
-}
 
 
 /* Claim the map for a write.  The claim is one atomic exchange: of two
@@ -623,7 +608,7 @@ static inline void dest_finish(dest *d)
 
 /* Move one old chain into x (and y when doubling), marking the old slots. */
 static void evacuate_chain(mg_map *m, mg_table *old, size_t ob, dest *x, dest *y,
-                           uint64_t newbit, bool bytes)
+                           uint64_t newbit)
 {
     mg_table *t = m->buckets;
     bref b = bucket_at(old, ob);
@@ -633,7 +618,7 @@ static void evacuate_chain(mg_map *m, mg_table *old, size_t ob, dest *x, dest *y
             uint8_t top = mg__th_get(w, i);
             uint8_t mark = MG_EVAC_EMPTY;
             if (!mg__is_empty(top)) {
-                bool useY = y && (stored_hash(m, b.s[i].key, bytes) & newbit);
+                bool useY = y && (mg__stored_hash(m, b.s[i].key) & newbit);
                 mark = useY ? MG_EVAC_Y : MG_EVAC_X;
                 dest_put(t, useY ? y : x, &b.s[i], top);
             }
@@ -662,7 +647,7 @@ static void advance_mark(mg_map *m)
 }
 
 /* Go: evacuate.  The caller reserved evac_need(u) overflow buckets. */
-static void evacuate(mg_map *m, size_t u, bool bytes)
+static void evacuate(mg_map *m, size_t u)
 {
     mg_table *old = m->oldbuckets;
     if (!mg__evacuated(old->ctrl[u].tophash)) {
@@ -671,19 +656,19 @@ static void evacuate(mg_map *m, size_t u, bool bytes)
         case MG_GROW_DOUBLE:
             dest_init(&x, m->buckets, u);
             dest_init(&y, m->buckets, u + old->nbuckets);
-            evacuate_chain(m, old, u, &x, &y, old->nbuckets, bytes);
+            evacuate_chain(m, old, u, &x, &y, old->nbuckets);
             dest_finish(&x);
             dest_finish(&y);
             break;
         case MG_GROW_SAME:
             dest_init(&x, m->buckets, u);
-            evacuate_chain(m, old, u, &x, NULL, 0, bytes);
+            evacuate_chain(m, old, u, &x, NULL, 0);
             dest_finish(&x);
             break;
         default: /* MG_GROW_SHRINK: the group u, u + units, ... */
             dest_init(&x, m->buckets, u);
             for (size_t ob = u; ob < old->nbuckets; ob += m->buckets->nbuckets)
-                evacuate_chain(m, old, ob, &x, NULL, 0, bytes);
+                evacuate_chain(m, old, ob, &x, NULL, 0);
             dest_finish(&x);
             break;
         }
@@ -727,12 +712,12 @@ static bool grow_reserve(mg_map *m, size_t b, size_t extra, bool insert)
  * bucket that is not evacuated yet, and walking the old array in order
  * costs far less than jumping to a random group.  An insert must evacuate
  * its own group first, as in Go. */
-static void grow_work(mg_map *m, size_t b, bool bytes, bool insert)
+static void grow_work(mg_map *m, size_t b, bool insert)
 {
     size_t u = work_unit(m, b, insert);
-    evacuate(m, u, bytes);
+    evacuate(m, u);
     if (m->oldbuckets)
-        evacuate(m, m->nevacuate, bytes);
+        evacuate(m, m->nevacuate);
 }
 
 /* Go: hashGrow, followed by what the first growWork needs.  Nothing
@@ -740,7 +725,7 @@ static void grow_work(mg_map *m, size_t b, bool bytes, bool insert)
 static int hash_grow(mg_map *m, uint64_t hash)
 {
     mg_table *t = m->buckets;
-    bool same = !mg__over_load(m->count + 1, m->B);
+    bool same = m->count < t->grow_at; /* not over the load: overflows did it */
     unsigned nb = same ? m->B : m->B + 1u;
     mg_table *nt = table_new(m, nb);
     if (!nt)
@@ -767,19 +752,12 @@ static int hash_grow(mg_map *m, uint64_t hash)
     return MG_OK;
 }
 
-static unsigned floor_B(const mg_map *m)
-{
-    return m->hintB > MG_SHRINK_MIN_B ? m->hintB : MG_SHRINK_MIN_B; /* as table_new */
-}
-
-/* The largest count that is not over the load factor at B (Go's rule). */
-/* S1: start a shrink if the map has become sparse. */
+/* S1: start a shrink; the caller saw count reach the array's shrink_at. */
 static void maybe_shrink(mg_map *m)
 {
-    unsigned floor = floor_B(m);
-    if (m->oldbuckets || m->B <= floor || m->count > load_max(m->B) / MG_SHRINK_DIV)
+    if (m->oldbuckets)
         return;
-    unsigned nb = floor;
+    unsigned nb = floor_B(m);
     while (m->count > load_max(nb) / MG_SHRINK_ROOM)
         nb++;
     mg_table *nt = table_new(m, nb);
@@ -886,7 +864,7 @@ again:;
     if (MG_UNLIKELY(m->oldbuckets != NULL)) {
         if (!grow_reserve(m, bi, 1, true))
             return MG_ENOMEM;
-        grow_work(m, bi, bytes, true);
+        grow_work(m, bi, true);
     }
     t = m->buckets;
     bref b = bucket_at(t, bi);
@@ -915,9 +893,8 @@ again:;
             break;
     }
     /* A new key.  Go: grow if over the load factor or too many overflows. */
-    if (MG_UNLIKELY(m->count >= t->grow_at || t->noverflow >= t->nbuckets) &&
-        !m->oldbuckets && (mg__over_load(m->count + 1, m->B) ||
-                           mg__too_many_overflow(t->noverflow, m->B))) {
+    if (MG_UNLIKELY(m->count >= t->grow_at || mg__too_many_overflow(t->noverflow, t->B)) &&
+        !m->oldbuckets) {
         if (hash_grow(m, hash) == MG_OK)
             goto again;
         /* No memory to grow.  This write may already have evacuated (and
@@ -992,7 +969,7 @@ static MG_HOT_INLINE bool delete_key(mg_map *m, uint64_t hash, uint64_t key,
 {
     size_t bi = hash & mg__bucket_mask(m->B);
     if (MG_UNLIKELY(m->oldbuckets != NULL) && grow_reserve(m, bi, 0, false))
-        grow_work(m, bi, bytes, false);
+        grow_work(m, bi, false);
     bref orig = home_bucket(m, hash), b = orig;
     prefetch_slots(b.s, 1);
     uint8_t top = mg__tophash(hash);
@@ -1099,7 +1076,7 @@ mg_map *mg_new(const mg_options *opt)
     m->alloc = *a;
     m->custom_alloc = o.alloc != NULL;
     m->keykind = (uint8_t)o.key;
-    m->magic = want_magic(o.key == MG_KEY_BYTES);
+    m->magic = mg__want_magic(o.key == MG_KEY_BYTES);
     mg__reseed(m);
     m->hintB = (uint8_t)hint_to_B(o.hint, o.key);
     m->B = m->hintB;
@@ -1130,7 +1107,7 @@ void mg_free(mg_map *m)
 {
     if (!m)
         return;
-    check_header(m, m->magic == MG_MAGIC_BYTES);
+    mg__check_header(m, m->magic == MG_MAGIC_BYTES);
     uintptr_t self = write_begin(m);
     (void)self;
     if (m->keykind == MG_KEY_BYTES) {
@@ -1153,7 +1130,7 @@ int mg_put_u64(mg_map *m, uint64_t key, uint64_t val)
 {
     if (MG_UNLIKELY(m == NULL))
         mg__fatal(MG_FATAL_NIL_MAP, NULL);
-    check_header(m, false);
+    mg__check_header(m, false);
     uint64_t hash = mg__hash_u64(key, m->seed, m->seed2);
     uintptr_t self = write_begin(m);
     int rc = assign(m, hash, key, NULL, 0, val, false);
@@ -1165,7 +1142,7 @@ bool mg_get_u64(mg_map *m, uint64_t key, uint64_t *val)
 {
     if (MG_UNLIKELY(m == NULL))
         return false;
-    check_header(m, false);
+    mg__check_header(m, false);
     read_check(m);
     const mg_slot *s = find(m, mg__hash_u64(key, m->seed, m->seed2), key, NULL, 0, false);
     if (!s)
@@ -1179,7 +1156,7 @@ bool mg_del_u64(mg_map *m, uint64_t key)
 {
     if (m == NULL)
         return false;
-    check_header(m, false);
+    mg__check_header(m, false);
     if (m->count == 0) /* Go: no check on an empty map */
         return false;
     uint64_t hash = mg__hash_u64(key, m->seed, m->seed2);
@@ -1193,7 +1170,7 @@ int mg_put(mg_map *m, const void *key, size_t len, uint64_t val)
 {
     if (MG_UNLIKELY(m == NULL))
         mg__fatal(MG_FATAL_NIL_MAP, NULL);
-    check_header(m, true);
+    mg__check_header(m, true);
     if (len > MG_KEY_MAX)
         return MG_EKEYLEN;
     if (!key && len > 0)
@@ -1228,7 +1205,7 @@ bool mg_get(mg_map *m, const void *key, size_t len, uint64_t *val)
 {
     if (MG_UNLIKELY(m == NULL))
         return false;
-    check_header(m, true);
+    mg__check_header(m, true);
     read_check(m);
     if (len > MG_KEY_MAX || (!key && len > 0))
         return false;
@@ -1244,7 +1221,7 @@ bool mg_del(mg_map *m, const void *key, size_t len)
 {
     if (m == NULL)
         return false;
-    check_header(m, true);
+    mg__check_header(m, true);
     if (m->count == 0 || len > MG_KEY_MAX || (!key && len > 0))
         return false;
     uint64_t hash = mg__hash_bytes(key, len, m->seed);
@@ -1263,7 +1240,7 @@ void mg_clear(mg_map *m)
 {
     if (!m)
         return;
-    check_header(m, m->magic == MG_MAGIC_BYTES);
+    mg__check_header(m, m->magic == MG_MAGIC_BYTES);
     uintptr_t self = write_begin(m);
     if (m->keykind == MG_KEY_BYTES) {
         walk_live(m, release_slot_key, NULL);
@@ -1297,7 +1274,7 @@ int mg_stats_get(const mg_map *m, mg_stats *out)
     memset(out, 0, sizeof *out);
     if (!m)
         return MG_OK;
-    check_header(m, m->magic == MG_MAGIC_BYTES);
+    mg__check_header(m, m->magic == MG_MAGIC_BYTES);
     read_check(m);
     out->count = m->count;
     out->B = m->B;

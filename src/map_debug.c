@@ -4,7 +4,6 @@
  * debugging only.
  */
 #include "internal.h"
-#include "hash.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -7,7 +7,6 @@
  * knows shrinking, where a group of old buckets feeds one new bucket.
  */
 #include "internal.h"
-#include "hash.h"
 
 #include <assert.h>
 
@@ -47,9 +46,8 @@ void mg_iter_init(mg_iter *it, mg_map *m)
 {
     iter_state *st = state(it);
     memset(it, 0, sizeof *it);
-    if (m && MG_UNLIKELY((m->magic != MG_MAGIC_U64 && m->magic != MG_MAGIC_BYTES) ||
-                         m->B > MG_MAX_B || m->count > SIZE_MAX / 2))
-        mg__bad_header(m, m->keykind == MG_KEY_BYTES ? MG_MAGIC_BYTES : MG_MAGIC_U64);
+    if (m)
+        mg__check_header(m, m->magic == MG_MAGIC_BYTES);
     if (!m || m->count == 0 || !m->buckets) {
         st->done = 1;
         return;
@@ -86,12 +84,6 @@ void mg_iter_done(mg_iter *it)
         mg__iterators_done(m);
 }
 
-static inline uint64_t key_hash(const iter_state *st, uint64_t k)
-{
-    if (st->bytes)
-        return ((const mg_bkey *)(uintptr_t)k)->hash;
-    return mg__hash_u64(k, st->m->seed, st->m->seed2);
-}
 
 static void enter_bucket(iter_state *st, mg_table *t, size_t i)
 {
@@ -161,7 +153,7 @@ bool mg_iter_next(mg_iter *it, const void **key, size_t *len, uint64_t *val)
                 continue;
             uint64_t k = st->s[off].key;
             if (st->check == CHECK_FILTER &&
-                (key_hash(st, k) & mg__bucket_mask(st->B)) != st->check_bucket)
+                (mg__stored_hash(m, k) & mg__bucket_mask(st->B)) != st->check_bucket)
                 continue; /* headed for the other half */
             uint64_t v;
             if (top != MG_EVAC_X && top != MG_EVAC_Y) {
@@ -170,7 +162,7 @@ bool mg_iter_next(mg_iter *it, const void **key, size_t *len, uint64_t *val)
                 /* R3: the array moved on; the live map has the truth. */
                 mg_slot *live;
                 const mg_bkey *bk = st->bytes ? (const mg_bkey *)(uintptr_t)k : NULL;
-                if (!mg__lookup_slot(m, key_hash(st, k), k, bk ? bk->data : NULL,
+                if (!mg__lookup_slot(m, mg__stored_hash(m, k), k, bk ? bk->data : NULL,
                                      bk ? bk->len : 0, &live))
                     continue; /* deleted */
                 k = live->key;
