@@ -77,12 +77,18 @@ typedef struct mg_map mg_map; /* opaque */
 
 typedef enum {
     MG_UNSYNC,     /* Go's map: one writer xor many readers, misuse is fatal */
-    MG_RWLOCK,     /* later issue: the engine behind a reader-writer lock */
-    MG_SHARDED,    /* later issue */
-    MG_READMOSTLY, /* later issue: Go's sync.Map algorithm */
-    MG_SNAPSHOT,   /* later issue: copy-on-write, readers never block */
-    MG_ACTOR       /* later issue: one owner thread behind a channel */
+    MG_RWLOCK,     /* the engine behind one reader-writer lock */
+    MG_SHARDED,    /* the engine split by hash into shards, a lock each */
+    MG_READMOSTLY, /* Go's sync.Map algorithm: lock-free loads of stable keys */
+    MG_SNAPSHOT,   /* copy-on-write snapshots: readers never block or retry */
+    MG_ACTOR       /* one owner thread; callers send requests on a channel */
 } mg_mode;
+/* The modes are compared side by side in docs/modes.md.  Every mode but
+ * MG_UNSYNC accepts any call from any number of threads, with no misuse
+ * fatal; each call's "Thread safety" line below describes MG_UNSYNC. */
+
+/* Returns: the mode's name ("sharded"), or NULL for a value out of range. */
+MG_API const char *mg_mode_name(mg_mode mode);
 
 typedef enum {
     MG_KEY_U64,  /* keys are uint64_t, used with the *_u64 calls */
@@ -113,11 +119,16 @@ typedef struct {
                          copied */
     const mg_allocator *alloc; /* NULL: the C library's allocator; the
                                   struct is copied */
+    unsigned shards; /* MG_SHARDED: shard count, rounded up to a power of
+                        two (max 65536); 0 = 16 per online CPU */
+    unsigned queue;  /* MG_ACTOR: channel capacity in requests (max 2^20);
+                        0 = 256 */
 } mg_options;
 
 /* Create a map.
- * Returns: the map, or NULL with errno set: EINVAL (bad options),
- *   ENOTSUP (a mode this build does not provide yet), ENOMEM.
+ * Returns: the map, or NULL with errno set: EINVAL (bad options: an unknown
+ *   mode or key kind, an incomplete allocator), ENOMEM, or EAGAIN (MG_ACTOR
+ *   could not start its thread).
  * Thread safety: any thread.
  * A zeroed mg_options (or opt == NULL) gives an unsync uint64_t map.  hint
  * picks the same B as Go's make(map, hint); an absurd hint is treated as 0,
@@ -195,7 +206,7 @@ MG_API int mg_range(mg_map *m,
 /* iterator keeps the bucket array it walks alive across growth.            */
 /* ------------------------------------------------------------------------ */
 typedef struct mg_iter {
-    uint64_t opaque_[14]; /* storage only: do not touch */
+    uint64_t opaque_[20]; /* storage only: do not touch */
 } mg_iter;
 
 /* Start iterating m (NULL: an empty iteration).  Thread safety: as mg_range. */
@@ -208,6 +219,64 @@ MG_API bool mg_iter_next(mg_iter *it, const void **key, size_t *len,
                          uint64_t *val);
 /* Release the iterator.  Idempotent. */
 MG_API void mg_iter_done(mg_iter *it);
+
+/* ------------------------------------------------------------------------ */
+/* Atomic read-modify-write: Go's sync.Map extras, in every mode.           */
+/*                                                                          */
+/* Each call is one atomic step in the concurrent modes (Ordering: it is    */
+/* linearizable; a write synchronizes with every later read that sees it,   */
+/* as Go's memory model says of sync.Map).  In MG_UNSYNC they are plain     */
+/* writes (claim the map, Fatal as mg_put_u64), except that a call that    */
+/* only reads (a failed CAS, a hit of get-or-put) still claims the map.    */
+/* The byte-key forms take (key, len) and have the byte-key contracts.      */
+/* ------------------------------------------------------------------------ */
+
+/* LoadOrStore: if key is present, *actual = its value and *loaded = true;
+ * otherwise store val, *actual = val, *loaded = false.  actual and loaded
+ * may be NULL.  Returns: MG_OK, MG_ENOMEM (nothing stored). */
+MG_API int mg_get_or_put_u64(mg_map *m, uint64_t key, uint64_t val,
+                             uint64_t *actual, bool *loaded);
+/* LoadAndDelete: delete key, giving its value in *old.
+ * Returns: true if it was present.  NULL map: false. */
+MG_API bool mg_get_and_del_u64(mg_map *m, uint64_t key, uint64_t *old);
+/* Swap: store val, giving the previous value in *old and *loaded = true, or
+ * *loaded = false for a new key.  Returns: MG_OK, MG_ENOMEM (unchanged). */
+MG_API int mg_swap_u64(mg_map *m, uint64_t key, uint64_t val, uint64_t *old,
+                       bool *loaded);
+/* CompareAndSwap: if key is present with value old, store val.
+ * Returns: true if swapped.  An absent key is never inserted (Go 1.20). */
+MG_API bool mg_cas_u64(mg_map *m, uint64_t key, uint64_t old, uint64_t val);
+/* CompareAndDelete: if key is present with value old, delete it.
+ * Returns: true if deleted. */
+MG_API bool mg_cad_u64(mg_map *m, uint64_t key, uint64_t old);
+
+MG_API int mg_get_or_put(mg_map *m, const void *key, size_t len, uint64_t val,
+                         uint64_t *actual, bool *loaded);
+MG_API bool mg_get_and_del(mg_map *m, const void *key, size_t len, uint64_t *old);
+MG_API int mg_swap(mg_map *m, const void *key, size_t len, uint64_t val,
+                   uint64_t *old, bool *loaded);
+MG_API bool mg_cas(mg_map *m, const void *key, size_t len, uint64_t old,
+                   uint64_t val);
+MG_API bool mg_cad(mg_map *m, const void *key, size_t len, uint64_t old);
+
+/* Run fn(m, arg) as one atomic step: no other call on m (from another
+ * thread) is seen in the middle of it, and fn may call any function on m
+ * (reads see fn's own writes).  How, per mode:
+ *   MG_UNSYNC    fn runs here; the caller owns the map anyway.
+ *   MG_RWLOCK    fn runs under the write lock.
+ *   MG_SHARDED   fn runs holding every shard's lock (in order).
+ *   MG_SNAPSHOT  fn's writes build one new snapshot, published when fn
+ *                returns: readers see all of them or none.  The batch
+ *                operation: N writes cost one publish.
+ *   MG_ACTOR     fn runs on the owner thread, between two requests.
+ *   MG_READMOSTLY is not supported (MG_ENOTSUP): sync.Map's lock-free
+ *                stores cannot be held off; use the CAS calls above.
+ * fn must not block on another thread that uses m, and must not call
+ * mg_free(m) or mg_batch(m) again.
+ * Returns: fn's return value; MG_EINVAL (fn == NULL or m == NULL),
+ *   MG_ENOTSUP (MG_READMOSTLY). */
+typedef int (*mg_batch_fn)(mg_map *m, void *arg);
+MG_API int mg_batch(mg_map *m, mg_batch_fn fn, void *arg);
 
 /* ------------------------------------------------------------------------ */
 /* Stats                                                                    */
@@ -228,6 +297,9 @@ typedef struct {
  * Returns: MG_OK; MG_EINVAL if out == NULL.  A NULL map reports all zeros.
  * Thread safety: as a read.  Fatal: as mg_get_u64. */
 MG_API int mg_stats_get(const mg_map *m, mg_stats *out);
+
+/* Returns: the map's mode (MG_UNSYNC for NULL). */
+MG_API mg_mode mg_mode_of(const mg_map *m);
 
 /* Returns: the map's name ("" when none was given); NULL for a NULL map. */
 MG_API const char *mg_name(const mg_map *m);

@@ -5,7 +5,7 @@
 set -eu
 
 PKGS="cmake make gcc g++ libc6-dev clang libclang-rt-14-dev pkg-config libxxhash-dev \
-libabsl-dev golang-go binutils"
+libabsl-dev golang-go binutils liburcu-dev libcuckoo-dev gnuplot-nox valgrind"
 
 missing=""
 for p in $PKGS; do

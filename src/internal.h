@@ -127,6 +127,10 @@ enum { MG_GROW_NONE = 0, MG_GROW_DOUBLE, MG_GROW_SAME, MG_GROW_SHRINK };
 #define MG_MAGIC_U64 0x4d47553634u   /* "MGU64" */
 #define MG_MAGIC_BYTES 0x4d47425954u /* "MGBYT" */
 #define MG_MAGIC_FREED 0x46524545u   /* "FREE" */
+/* A map of a concurrent mode (src/modes/): its header is a struct mg_map
+ * whose magic says so; the calls dispatch to the mode on the slow path of
+ * the header check, so MG_UNSYNC pays nothing for the modes. */
+#define MG_MAGIC_MODE 0x4d474d4f44u /* "MGMOD" */
 
 
 struct mg_map {
@@ -157,6 +161,7 @@ struct mg_map {
 };
 
 /* ---- memory ------------------------------------------------------------ */
+extern const mg_allocator mg__sys_alloc; /* the C library's (large blocks: mmap) */
 void *mg__malloc(const mg_map *m, size_t size);
 void *mg__calloc(const mg_map *m, size_t size);
 void mg__free(const mg_map *m, void *p, size_t size);
@@ -297,6 +302,54 @@ static inline __attribute__((always_inline)) void mg__check_header(const mg_map 
                     m->count > SIZE_MAX / 2))
         mg__bad_header(m, mg__want_magic(bytes));
 }
+
+/* The header check's fast test alone: true when the slow path must run
+ * (a mode map, or one of the faults mg__check_header reports). */
+static inline __attribute__((always_inline)) bool mg__header_bad(const mg_map *m, bool bytes)
+{
+    return MG_UNLIKELY(m->magic != mg__want_magic(bytes) || m->B > MG_MAX_B ||
+                       m->count > SIZE_MAX / 2);
+}
+static inline bool mg__is_mode(const mg_map *m)
+{
+    return m->magic == MG_MAGIC_MODE;
+}
+
+/* ---- the concurrent modes (src/modes/mode.c) -------------------------- */
+/* A key as the mode layer passes it around: u64, or bytes (p, len). */
+typedef struct {
+    uint64_t u;
+    const void *p;
+    size_t len;
+} mg_kref;
+enum { MG_RMW_GET_OR_PUT, MG_RMW_GET_AND_DEL, MG_RMW_SWAP, MG_RMW_CAS, MG_RMW_CAD };
+/* The read-modify-write calls on an engine map (MG_UNSYNC), one writer
+ * claim each.  get_or_put/swap return a status, the others 1 or 0;
+ * *out gets the value loaded (or stored by get_or_put), *loaded whether
+ * the key was present. */
+int mg__e_rmw(mg_map *m, int op, const mg_kref *k, uint64_t val, uint64_t old,
+              uint64_t *out, bool *loaded);
+mg_map *mg__mode_new(const mg_options *o);
+/* Each takes a mode map (mg__is_mode(m)); `bytes` is the key kind the
+ * call was made for (a mismatch is the wrong-key-kind fatal). */
+void mg__mode_free(mg_map *m);
+int mg__mode_put(mg_map *m, bool bytes, const mg_kref *k, uint64_t val);
+bool mg__mode_get(mg_map *m, bool bytes, const mg_kref *k, uint64_t *val);
+bool mg__mode_del(mg_map *m, bool bytes, const mg_kref *k);
+int mg__mode_rmw(mg_map *m, bool bytes, int op, const mg_kref *k, uint64_t val,
+                 uint64_t old, uint64_t *out, bool *loaded);
+size_t mg__mode_len(const mg_map *m);
+void mg__mode_clear(mg_map *m);
+int mg__mode_range(mg_map *m, int (*fn)(const void *, size_t, uint64_t, void *),
+                   void *arg);
+void mg__mode_iter_init(mg_iter *it, mg_map *m);
+int mg__mode_stats(const mg_map *m, mg_stats *out);
+int mg__mode_batch(mg_map *m, mg_batch_fn fn, void *arg);
+mg_mode mg__mode_of(const mg_map *m);
+/* The engine's iterator on the first words of an mg_iter (map_iter.c). */
+void mg__eng_iter_init(mg_iter *it, mg_map *m);
+bool mg__eng_iter_next(mg_iter *it, const void **key, size_t *len, uint64_t *val);
+void mg__eng_iter_done(mg_iter *it);
 
 /* The hash of a stored key under the map's secrets (byte keys keep it). */
 static inline uint64_t mg__stored_hash(const mg_map *m, uint64_t stored)

@@ -212,7 +212,7 @@ static void sys_free(void *ctx, void *p, size_t size)
         free(p);
 }
 
-static const mg_allocator sys_alloc = {sys_malloc, sys_calloc, sys_free, NULL};
+const mg_allocator mg__sys_alloc = {sys_malloc, sys_calloc, sys_free, NULL};
 
 void *mg__malloc(const mg_map *m, size_t size)
 {
@@ -1058,15 +1058,13 @@ mg_map *mg_new(const mg_options *opt)
         errno = EINVAL;
         return NULL;
     }
-    if (o.mode != MG_UNSYNC) {
-        errno = ENOTSUP;
-        return NULL;
-    }
     if (o.alloc && (!o.alloc->malloc || !o.alloc->calloc || !o.alloc->free)) {
         errno = EINVAL;
         return NULL;
     }
-    const mg_allocator *a = o.alloc ? o.alloc : &sys_alloc;
+    if (o.mode != MG_UNSYNC)
+        return mg__mode_new(&o);
+    const mg_allocator *a = o.alloc ? o.alloc : &mg__sys_alloc;
     mg_map *m = a->malloc(a->ctx, sizeof *m);
     if (!m) {
         errno = ENOMEM;
@@ -1107,6 +1105,10 @@ void mg_free(mg_map *m)
 {
     if (!m)
         return;
+    if (mg__is_mode(m)) {
+        mg__mode_free(m);
+        return;
+    }
     mg__check_header(m, m->magic == MG_MAGIC_BYTES);
     uintptr_t self = write_begin(m);
     (void)self;
@@ -1130,7 +1132,11 @@ int mg_put_u64(mg_map *m, uint64_t key, uint64_t val)
 {
     if (MG_UNLIKELY(m == NULL))
         mg__fatal(MG_FATAL_NIL_MAP, NULL);
-    mg__check_header(m, false);
+    if (mg__header_bad(m, false)) {
+        if (mg__is_mode(m))
+            return mg__mode_put(m, false, &(mg_kref){.u = key}, val);
+        mg__bad_header(m, MG_MAGIC_U64);
+    }
     uint64_t hash = mg__hash_u64(key, m->seed, m->seed2);
     uintptr_t self = write_begin(m);
     int rc = assign(m, hash, key, NULL, 0, val, false);
@@ -1142,7 +1148,11 @@ bool mg_get_u64(mg_map *m, uint64_t key, uint64_t *val)
 {
     if (MG_UNLIKELY(m == NULL))
         return false;
-    mg__check_header(m, false);
+    if (mg__header_bad(m, false)) {
+        if (mg__is_mode(m))
+            return mg__mode_get(m, false, &(mg_kref){.u = key}, val);
+        mg__bad_header(m, MG_MAGIC_U64);
+    }
     read_check(m);
     const mg_slot *s = find(m, mg__hash_u64(key, m->seed, m->seed2), key, NULL, 0, false);
     if (!s)
@@ -1156,7 +1166,11 @@ bool mg_del_u64(mg_map *m, uint64_t key)
 {
     if (m == NULL)
         return false;
-    mg__check_header(m, false);
+    if (mg__header_bad(m, false)) {
+        if (mg__is_mode(m))
+            return mg__mode_del(m, false, &(mg_kref){.u = key});
+        mg__bad_header(m, MG_MAGIC_U64);
+    }
     if (m->count == 0) /* Go: no check on an empty map */
         return false;
     uint64_t hash = mg__hash_u64(key, m->seed, m->seed2);
@@ -1166,26 +1180,17 @@ bool mg_del_u64(mg_map *m, uint64_t key)
     return found;
 }
 
-int mg_put(mg_map *m, const void *key, size_t len, uint64_t val)
+/* Insert or update a byte key; the caller holds the writer claim.
+ * Returns assign's result: 0 inserted, 1 updated, or MG_ENOMEM. */
+static int put_bytes(mg_map *m, uint64_t hash, const void *key, size_t len, uint64_t val)
 {
-    if (MG_UNLIKELY(m == NULL))
-        mg__fatal(MG_FATAL_NIL_MAP, NULL);
-    mg__check_header(m, true);
-    if (len > MG_KEY_MAX)
-        return MG_EKEYLEN;
-    if (!key && len > 0)
-        return MG_EINVAL;
-    uint64_t hash = mg__hash_bytes(key, len, m->seed);
-    uintptr_t self = write_begin(m);
     /* Copy the key before changing anything, so an allocation failure
      * leaves the map as it was; skip the copy for an update. */
     mg_bkey *bk = NULL;
     if (!find(m, hash, 0, key, len, true)) {
         bk = mg__malloc(m, bkey_size(len));
-        if (!bk) {
-            write_end(m, self);
+        if (!bk)
             return MG_ENOMEM;
-        }
         bk->hash = hash;
         bk->len = len;
         bk->dead = NULL;
@@ -1197,6 +1202,25 @@ int mg_put(mg_map *m, const void *key, size_t len, uint64_t val)
         m->keybytes += bkey_size(len);
     else if (bk)
         mg__free(m, bk, bkey_size(len)); /* MG_ENOMEM, or found after all */
+    return rc;
+}
+
+int mg_put(mg_map *m, const void *key, size_t len, uint64_t val)
+{
+    if (MG_UNLIKELY(m == NULL))
+        mg__fatal(MG_FATAL_NIL_MAP, NULL);
+    if (mg__header_bad(m, true)) {
+        if (mg__is_mode(m))
+            return mg__mode_put(m, true, &(mg_kref){.p = key, .len = len}, val);
+        mg__bad_header(m, MG_MAGIC_BYTES);
+    }
+    if (len > MG_KEY_MAX)
+        return MG_EKEYLEN;
+    if (!key && len > 0)
+        return MG_EINVAL;
+    uint64_t hash = mg__hash_bytes(key, len, m->seed);
+    uintptr_t self = write_begin(m);
+    int rc = put_bytes(m, hash, key, len, val);
     write_end(m, self);
     return rc < 0 ? rc : MG_OK;
 }
@@ -1205,7 +1229,11 @@ bool mg_get(mg_map *m, const void *key, size_t len, uint64_t *val)
 {
     if (MG_UNLIKELY(m == NULL))
         return false;
-    mg__check_header(m, true);
+    if (mg__header_bad(m, true)) {
+        if (mg__is_mode(m))
+            return mg__mode_get(m, true, &(mg_kref){.p = key, .len = len}, val);
+        mg__bad_header(m, MG_MAGIC_BYTES);
+    }
     read_check(m);
     if (len > MG_KEY_MAX || (!key && len > 0))
         return false;
@@ -1221,7 +1249,11 @@ bool mg_del(mg_map *m, const void *key, size_t len)
 {
     if (m == NULL)
         return false;
-    mg__check_header(m, true);
+    if (mg__header_bad(m, true)) {
+        if (mg__is_mode(m))
+            return mg__mode_del(m, true, &(mg_kref){.p = key, .len = len});
+        mg__bad_header(m, MG_MAGIC_BYTES);
+    }
     if (m->count == 0 || len > MG_KEY_MAX || (!key && len > 0))
         return false;
     uint64_t hash = mg__hash_bytes(key, len, m->seed);
@@ -1233,13 +1265,163 @@ bool mg_del(mg_map *m, const void *key, size_t len)
 
 size_t mg_len(const mg_map *m)
 {
+    if (m && MG_UNLIKELY(mg__is_mode(m)))
+        return mg__mode_len(m);
     return m ? m->count : 0;
+}
+
+/* ---------------------------------------------------------------------------
+ * Read-modify-write (Go's sync.Map extras) on the engine
+ * ------------------------------------------------------------------------ */
+
+int mg__e_rmw(mg_map *m, int op, const mg_kref *k, uint64_t val, uint64_t old,
+              uint64_t *out, bool *loaded)
+{
+    bool bytes = m->keykind == MG_KEY_BYTES;
+    uint64_t hash = bytes ? mg__hash_bytes(k->p, k->len, m->seed)
+                          : mg__hash_u64(k->u, m->seed, m->seed2);
+    uintptr_t self = write_begin(m);
+    mg_slot *s = find(m, hash, k->u, k->p, k->len, bytes);
+    int rc = 0;
+    *loaded = s != NULL;
+    if (s)
+        *out = s->val;
+    switch (op) {
+    case MG_RMW_GET_OR_PUT:
+    case MG_RMW_SWAP:
+        if (s) {
+            /* An update in place cannot fail (assign could, reserving
+             * memory for evacuation), and the slot is current. */
+            if (op == MG_RMW_SWAP)
+                s->val = val;
+            break;
+        }
+        /* A new key: through assign, which does its share of evacuation. */
+        rc = bytes ? put_bytes(m, hash, k->p, k->len, val)
+                   : assign(m, hash, k->u, NULL, 0, val, false);
+        rc = rc < 0 ? rc : MG_OK;
+        if (rc == MG_OK && op == MG_RMW_GET_OR_PUT)
+            *out = val;
+        break;
+    case MG_RMW_GET_AND_DEL:
+        rc = s && delete_key(m, hash, k->u, k->p, k->len, bytes);
+        break;
+    case MG_RMW_CAS:
+        if (s && s->val == old) {
+            s->val = val;
+            rc = 1;
+        }
+        break;
+    case MG_RMW_CAD:
+        rc = s && s->val == old && delete_key(m, hash, k->u, k->p, k->len, bytes);
+        break;
+    default:
+        mg__internal_error("unknown read-modify-write op", __FILE__, __LINE__);
+    }
+    write_end(m, self);
+    return rc;
+}
+
+/* Validate a public read-modify-write call and route it: engine or mode. */
+static int rmw(mg_map *m, bool bytes, int op, const mg_kref *k, uint64_t val,
+               uint64_t old, uint64_t *out, bool *loaded)
+{
+    uint64_t tmp;
+    bool ld;
+    if (!out)
+        out = &tmp;
+    if (!loaded)
+        loaded = &ld;
+    *loaded = false;
+    bool writes_absent = op == MG_RMW_GET_OR_PUT || op == MG_RMW_SWAP;
+    if (m == NULL) {
+        if (writes_absent)
+            mg__fatal(MG_FATAL_NIL_MAP, NULL);
+        return 0; /* a NULL map is an empty map */
+    }
+    if (mg__header_bad(m, bytes)) {
+        if (mg__is_mode(m))
+            return mg__mode_rmw(m, bytes, op, k, val, old, out, loaded);
+        mg__bad_header(m, mg__want_magic(bytes));
+    }
+    if (bytes && (k->len > MG_KEY_MAX || (!k->p && k->len > 0)))
+        return !writes_absent ? 0 : k->len > MG_KEY_MAX ? MG_EKEYLEN : MG_EINVAL;
+    return mg__e_rmw(m, op, k, val, old, out, loaded);
+}
+
+int mg_get_or_put_u64(mg_map *m, uint64_t key, uint64_t val, uint64_t *actual,
+                      bool *loaded)
+{
+    return rmw(m, false, MG_RMW_GET_OR_PUT, &(mg_kref){.u = key}, val, 0, actual, loaded);
+}
+bool mg_get_and_del_u64(mg_map *m, uint64_t key, uint64_t *old)
+{
+    return rmw(m, false, MG_RMW_GET_AND_DEL, &(mg_kref){.u = key}, 0, 0, old, NULL) == 1;
+}
+int mg_swap_u64(mg_map *m, uint64_t key, uint64_t val, uint64_t *old, bool *loaded)
+{
+    return rmw(m, false, MG_RMW_SWAP, &(mg_kref){.u = key}, val, 0, old, loaded);
+}
+bool mg_cas_u64(mg_map *m, uint64_t key, uint64_t old, uint64_t val)
+{
+    return rmw(m, false, MG_RMW_CAS, &(mg_kref){.u = key}, val, old, NULL, NULL) == 1;
+}
+bool mg_cad_u64(mg_map *m, uint64_t key, uint64_t old)
+{
+    return rmw(m, false, MG_RMW_CAD, &(mg_kref){.u = key}, 0, old, NULL, NULL) == 1;
+}
+int mg_get_or_put(mg_map *m, const void *key, size_t len, uint64_t val,
+                  uint64_t *actual, bool *loaded)
+{
+    return rmw(m, true, MG_RMW_GET_OR_PUT, &(mg_kref){.p = key, .len = len}, val, 0,
+               actual, loaded);
+}
+bool mg_get_and_del(mg_map *m, const void *key, size_t len, uint64_t *old)
+{
+    return rmw(m, true, MG_RMW_GET_AND_DEL, &(mg_kref){.p = key, .len = len}, 0, 0, old,
+               NULL) == 1;
+}
+int mg_swap(mg_map *m, const void *key, size_t len, uint64_t val, uint64_t *old,
+            bool *loaded)
+{
+    return rmw(m, true, MG_RMW_SWAP, &(mg_kref){.p = key, .len = len}, val, 0, old, loaded);
+}
+bool mg_cas(mg_map *m, const void *key, size_t len, uint64_t old, uint64_t val)
+{
+    return rmw(m, true, MG_RMW_CAS, &(mg_kref){.p = key, .len = len}, val, old, NULL,
+               NULL) == 1;
+}
+bool mg_cad(mg_map *m, const void *key, size_t len, uint64_t old)
+{
+    return rmw(m, true, MG_RMW_CAD, &(mg_kref){.p = key, .len = len}, 0, old, NULL,
+               NULL) == 1;
+}
+
+int mg_batch(mg_map *m, mg_batch_fn fn, void *arg)
+{
+    if (!m || !fn)
+        return MG_EINVAL;
+    if (mg__is_mode(m))
+        return mg__mode_batch(m, fn, arg);
+    mg__check_header(m, m->magic == MG_MAGIC_BYTES);
+    return fn(m, arg);
+}
+
+mg_mode mg_mode_of(const mg_map *m)
+{
+    if (m && mg__is_mode(m))
+        return mg__mode_of(m);
+    return MG_UNSYNC;
 }
 
 void mg_clear(mg_map *m)
 {
     if (!m)
         return;
+    if (mg__is_mode(m)) {
+        mg__mode_clear(m);
+        return;
+    }
     mg__check_header(m, m->magic == MG_MAGIC_BYTES);
     uintptr_t self = write_begin(m);
     if (m->keykind == MG_KEY_BYTES) {
@@ -1274,6 +1456,8 @@ int mg_stats_get(const mg_map *m, mg_stats *out)
     memset(out, 0, sizeof *out);
     if (!m)
         return MG_OK;
+    if (mg__is_mode(m))
+        return mg__mode_stats(m, out);
     mg__check_header(m, m->magic == MG_MAGIC_BYTES);
     read_check(m);
     out->count = m->count;

@@ -25,8 +25,17 @@ typedef struct {
     uint8_t B, offset, i, wrapped, check, done, bytes, pad_;
 } iter_state;
 
-static_assert(sizeof(iter_state) <= sizeof(((mg_iter *)0)->opaque_),
+/* A mode iterator (src/modes/modes.h) keeps an engine iterator in its
+ * first 15 words and marks its last word with MG_MITER_TAG. */
+static_assert(sizeof(iter_state) <= 15 * sizeof(uint64_t),
               "mg_iter too small for the iterator state");
+#define MITER_TAG 0x4d474d4954455221ull
+bool mg__mode_iter_next(mg_iter *it, const void **key, size_t *len, uint64_t *val);
+void mg__mode_iter_done(mg_iter *it);
+static inline bool is_mode_iter(const mg_iter *it)
+{
+    return it->opaque_[19] == MITER_TAG;
+}
 
 static inline iter_state *state(mg_iter *it)
 {
@@ -44,8 +53,19 @@ static void set_cur(iter_state *st, mg_table *t)
 
 void mg_iter_init(mg_iter *it, mg_map *m)
 {
-    iter_state *st = state(it);
+    if (m && mg__is_mode(m)) {
+        mg__mode_iter_init(it, m);
+        return;
+    }
     memset(it, 0, sizeof *it);
+    mg__eng_iter_init(it, m);
+}
+
+/* The engine part only: the modes keep their own words after it. */
+void mg__eng_iter_init(mg_iter *it, mg_map *m)
+{
+    iter_state *st = state(it);
+    memset(st, 0, sizeof *st);
     if (m)
         mg__check_header(m, m->magic == MG_MAGIC_BYTES);
     if (!m || m->count == 0 || !m->buckets) {
@@ -69,6 +89,14 @@ void mg_iter_init(mg_iter *it, mg_map *m)
 }
 
 void mg_iter_done(mg_iter *it)
+{
+    if (is_mode_iter(it))
+        mg__mode_iter_done(it);
+    else
+        mg__eng_iter_done(it);
+}
+
+void mg__eng_iter_done(mg_iter *it)
 {
     iter_state *st = state(it);
     if (st->done == 2 || !st->m) {
@@ -95,6 +123,13 @@ static void enter_bucket(iter_state *st, mg_table *t, size_t i)
 }
 
 bool mg_iter_next(mg_iter *it, const void **key, size_t *len, uint64_t *val)
+{
+    if (MG_UNLIKELY(is_mode_iter(it)))
+        return mg__mode_iter_next(it, key, len, val);
+    return mg__eng_iter_next(it, key, len, val);
+}
+
+bool mg__eng_iter_next(mg_iter *it, const void **key, size_t *len, uint64_t *val)
 {
     iter_state *st = state(it);
     if (st->done)
@@ -213,6 +248,8 @@ int mg_range(mg_map *m, range_fn fn, void *arg)
     int rc = 0;
     if (!fn)
         return 0;
+    if (m && mg__is_mode(m))
+        return mg__mode_range(m, fn, arg);
     mg_iter_init(&it, m);
     while (mg_iter_next(&it, &k, &len, &v))
         if ((rc = fn(k, len, v, arg)) != 0)

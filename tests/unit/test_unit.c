@@ -176,20 +176,35 @@ static void t_new_bad_mode(void)
     T_EQ_I(errno, EINVAL);
 }
 
-static void t_new_unsupported_modes(void)
+static void t_new_every_mode(void)
 {
-    const mg_mode modes[] = {MG_RWLOCK, MG_SHARDED, MG_READMOSTLY, MG_SNAPSHOT,
-                             MG_ACTOR};
-    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
+    static const char *const names[] = {"unsync", "rwlock", "sharded",
+                                        "readmostly", "snapshot", "actor"};
+    for (int mode = MG_UNSYNC; mode <= MG_ACTOR; mode++) {
+        T_ASSERT(strcmp(mg_mode_name((mg_mode)mode), names[mode]) == 0);
         for (int k = 0; k < 2; k++) {
-            mg_options o = {.mode = modes[i], .key = k ? MG_KEY_BYTES : MG_KEY_U64};
-            errno = 0;
+            mg_options o = {.mode = (mg_mode)mode, .key = k ? MG_KEY_BYTES : MG_KEY_U64,
+                            .name = "m"};
             mg_map *m = mg_new(&o);
-            if (m)
-                T_FAIL("mode %d gave a map", (int)modes[i]);
-            T_EQ_I(errno, ENOTSUP);
+            T_ASSERT(m != NULL);
+            T_EQ_I(mg_mode_of(m), mode);
+            T_EQ_I(mg_key_kind(m), o.key);
+            T_ASSERT(strcmp(mg_name(m), "m") == 0);
+            T_EQ_U(mg_len(m), 0);
+            mg_free(m);
         }
     }
+    T_ASSERT(mg_mode_name((mg_mode)6) == NULL);
+    T_EQ_I(mg_mode_of(NULL), MG_UNSYNC);
+    /* Options out of range are refused. */
+    mg_options o = {.mode = MG_SHARDED, .shards = 65537};
+    errno = 0;
+    T_ASSERT(mg_new(&o) == NULL);
+    T_EQ_I(errno, EINVAL);
+    o = (mg_options){.mode = MG_ACTOR, .queue = (1u << 20) + 1};
+    errno = 0;
+    T_ASSERT(mg_new(&o) == NULL);
+    T_EQ_I(errno, EINVAL);
 }
 
 static void t_new_bad_key_kind(void)
@@ -1803,7 +1818,7 @@ int main(int argc, char **argv)
         {"new_defaults", t_new_defaults},
         {"new_name_copied", t_new_name_copied},
         {"new_bad_mode", t_new_bad_mode},
-        {"new_unsupported_modes", t_new_unsupported_modes},
+        {"new_every_mode", t_new_every_mode},
         {"new_bad_key_kind", t_new_bad_key_kind},
         {"new_bad_allocator", t_new_bad_allocator},
         {"custom_allocator", t_custom_allocator},
