@@ -83,9 +83,37 @@ typedef enum {
     MG_SNAPSHOT,   /* copy-on-write snapshots: readers never block or retry */
     MG_ACTOR       /* one owner thread; callers send requests on a channel */
 } mg_mode;
-/* The modes are compared side by side in docs/modes.md.  Every mode but
- * MG_UNSYNC accepts any call from any number of threads, with no misuse
- * fatal; each call's "Thread safety" line below describes MG_UNSYNC. */
+/* The concurrent modes (docs/modes.md compares them, with measurements).
+ *
+ * Thread safety: every mode but MG_UNSYNC accepts any call from any number
+ *   of threads, with no misuse fatal; only mg_free must not overlap or
+ *   precede another call on the map.  The "Thread safety" lines of the
+ *   calls below describe MG_UNSYNC.  (NULL maps, freed maps, corrupted
+ *   headers and the wrong key kind stay fatal in every mode.)
+ * Ordering: in the concurrent modes each single-key call (get, put, del and
+ *   the read-modify-write calls) is linearizable, and a write synchronizes
+ *   with every read that observes it (acquire/release: data written before
+ *   a put is visible to a thread whose get returns that value).
+ * What the rest means, per mode:
+ *             mg_len, mg_stats_get      mg_range / iterators      progress
+ *   RWLOCK    exact, under the lock     sync.Map's Range (*)      blocking
+ *   SHARDED   sum of per-shard counts   (*), shard by shard       reads
+ *                                                                 lock-free
+ *                                                                 (**)
+ *   READMOSTLY may be stale             (*), after promoting      loads of
+ *                                       dirty, as Go's Range      stable keys
+ *                                                                 lock-free
+ *   SNAPSHOT  exact for one snapshot    exactly one snapshot      reads
+ *                                                                 wait-free
+ *   ACTOR     exact                     atomic: fn runs on the    blocking
+ *                                       owner thread
+ *   (*) no key twice; a key present and unchanged for the whole walk is
+ *       produced; a value produced is one the key held during the walk.
+ *       fn may call anything on the map (no lock is held while it runs).
+ *   (**) a read retries while a write to its shard runs, then locks.
+ * mg_free of a concurrent map waits for its owner thread (ACTOR) and for
+ * RCU grace periods (READMOSTLY, SNAPSHOT, SHARDED): no thread is left
+ * and nothing leaks. */
 
 /* Returns: the mode's name ("sharded"), or NULL for a value out of range. */
 MG_API const char *mg_mode_name(mg_mode mode);

@@ -182,6 +182,10 @@ void mg__iterators_done(mg_map *m);
 bool mg__lookup_slot(mg_map *m, uint64_t hash, uint64_t key, const void *kb,
                      size_t klen, mg_slot **out);
 
+/* Lookup racing a writer; see map.c.  1 found, 0 absent, -1 retry locked. */
+int mg__find_optimistic(const mg_map *m, uint64_t key, const void *kb, size_t klen,
+                        uint64_t *val);
+
 /* ---- guards (guard.c) ------------------------------------------------------ */
 /* A thread's identity for the writer word: the address of its record, which
  * also holds its kernel thread id for reports.  initial-exec TLS keeps the

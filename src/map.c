@@ -236,6 +236,11 @@ void mg__free(const mg_map *m, void *p, size_t size)
  * Bucket arrays
  * ------------------------------------------------------------------------ */
 
+/* Stores that make a bucket array or an overflow bucket reachable: release
+ * stores, so that an optimistic reader (mg__find_optimistic) that loads the
+ * pointer finds the memory behind it initialised.  A plain store on x86. */
+#define MG_PUBLISH(lhs, rhs) __atomic_store_n(&(lhs), (rhs), __ATOMIC_RELEASE)
+
 /* A cursor over one bucket of a chain: its tophash word, its overflow link
  * and its slots. */
 typedef struct {
@@ -591,7 +596,7 @@ static inline void dest_put(mg_table *t, dest *d, const mg_slot *src, uint8_t to
 {
     if (d->i == MG_BUCKET_CNT) {
         *d->b.th = d->th;
-        *d->b.ov = pool_take(t);
+        MG_PUBLISH(*d->b.ov, pool_take(t));
         bucket_next(&d->b);
         d->i = 0;
         d->th = 0;
@@ -731,15 +736,15 @@ static int hash_grow(mg_map *m, uint64_t hash)
     if (!nt)
         return MG_ENOMEM;
     uint8_t oldB = m->B;
-    m->oldbuckets = t;
-    m->buckets = nt;
+    MG_PUBLISH(m->oldbuckets, t);
+    MG_PUBLISH(m->buckets, nt);
     m->B = (uint8_t)nb;
     m->nevacuate = 0;
     m->grow = same ? MG_GROW_SAME : MG_GROW_DOUBLE;
     /* What the first growWork and the insert need, or undo. */
     if (!grow_reserve(m, hash & mg__bucket_mask(nb), 1, true)) {
-        m->oldbuckets = NULL;
-        m->buckets = t;
+        MG_PUBLISH(m->oldbuckets, NULL);
+        MG_PUBLISH(m->buckets, t);
         m->B = oldB;
         m->grow = MG_GROW_NONE;
         table_free(m, nt, false);
@@ -763,8 +768,8 @@ static void maybe_shrink(mg_map *m)
     mg_table *nt = table_new(m, nb);
     if (!nt)
         return; /* no memory: stay big, try again on a later delete */
-    m->oldbuckets = m->buckets;
-    m->buckets = nt;
+    MG_PUBLISH(m->oldbuckets, m->buckets);
+    MG_PUBLISH(m->buckets, nt);
     m->B = (uint8_t)nb;
     m->nevacuate = 0;
     m->grow = MG_GROW_SHRINK;
@@ -834,6 +839,79 @@ static MG_HOT_INLINE mg_slot *find(const mg_map *m, uint64_t hash, uint64_t key,
     }
 }
 
+/* ---------------------------------------------------------------------------
+ * Optimistic lookup (MG_SHARDED's sequence-checked reads)
+ *
+ * Runs while a writer may be changing the map.  The caller validates the
+ * answer with a sequence count the writer bumps around every write and
+ * discards it if a write overlapped; this function only has to be safe:
+ *   - every shared word is read once (__atomic loads), so an index is
+ *     always masked by the mask of the very array it indexes;
+ *   - memory it can reach stays mapped: the caller's allocator defers every
+ *     free past an RCU grace period and the caller is in a read-side
+ *     section, and arrays, chunks and byte keys never change after they are
+ *     filled except for the words read here atomically;
+ *   - chains are walked for at most MG_OPT_MAX_STEPS buckets (a chain
+ *     caught half-built ends in a NULL link or zero tophash anyway);
+ *   - a slot whose key pointer is still NULL (byte keys) is a mismatch.
+ * Returns 1 (found, *val set), 0 (absent) or -1 (gave up: retry locked).
+ * ThreadSanitizer sees these loads race with the writer's plain stores:
+ * tests/tsan.supp names this function, and only it.
+ * ------------------------------------------------------------------------ */
+#define MG_OPT_MAX_STEPS 4096
+#define LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
+
+int mg__find_optimistic(const mg_map *m, uint64_t key, const void *kb, size_t klen,
+                        uint64_t *val)
+{
+    bool bytes = m->keykind == MG_KEY_BYTES;
+    uint64_t hash = bytes ? mg__hash_bytes(kb, klen, LOAD(m->seed))
+                          : mg__hash_u64(key, LOAD(m->seed), LOAD(m->seed2));
+    mg_table *t = LOAD(m->buckets);
+    if (!t)
+        return 0;
+    mg_table *old = LOAD(m->oldbuckets);
+    const mg_ctrl *c;
+    const mg_slot *sl;
+    if (old) {
+        size_t ob = hash & old->mask;
+        if (!mg__evacuated(LOAD(old->ctrl[ob].tophash)))
+            t = old;
+    }
+    size_t bi = hash & t->mask;
+    c = &t->ctrl[bi];
+    sl = &t->slots[bi * MG_BUCKET_CNT];
+    __builtin_prefetch(sl);
+    uint64_t w = LOAD(c->tophash);
+    mg_ovf *next = LOAD(c->overflow);
+    uint8_t top = mg__tophash(hash);
+    for (unsigned steps = 0; steps < MG_OPT_MAX_STEPS; steps++) {
+        for (uint64_t mm = mg__match(w, top); mm; mm &= mm - 1) {
+            const mg_slot *s = &sl[mg__first_slot(mm)];
+            uint64_t stored = LOAD(s->key);
+            bool eq;
+            if (bytes) {
+                const mg_bkey *bk = (const mg_bkey *)(uintptr_t)stored;
+                eq = bk && bk->hash == hash && bk->len == klen &&
+                     bytes_eq(bk->data, kb, klen);
+            } else {
+                eq = stored == key;
+            }
+            if (eq) {
+                *val = LOAD(s->val);
+                return 1;
+            }
+        }
+        if (mg__has_zero(w) || !next)
+            return 0;
+        w = LOAD(next->tophash);
+        sl = next->slots;
+        next = LOAD(next->overflow);
+    }
+    return -1;
+}
+#undef LOAD
+
 bool mg__lookup_slot(mg_map *m, uint64_t hash, uint64_t key, const void *kb,
                      size_t klen, mg_slot **out)
 {
@@ -856,7 +934,7 @@ static MG_HOT_INLINE int assign(mg_map *m, uint64_t hash, uint64_t key, const vo
         t = table_new(m, m->B);
         if (!t)
             return MG_ENOMEM;
-        m->buckets = t;
+        MG_PUBLISH(m->buckets, t);
     }
     uint8_t top = mg__tophash(hash);
 again:;
@@ -909,7 +987,7 @@ again:;
         if (!pool_reserve(m, t, 1))
             return MG_ENOMEM;
         mg_ovf *o = pool_take(t);
-        *b.ov = o;
+        MG_PUBLISH(*b.ov, o);
         insth = &o->tophash;
         inss = o->slots;
         insi = 0;
@@ -1088,7 +1166,7 @@ mg_map *mg_new(const mg_options *opt)
         memcpy(m->name, o.name, n);
     }
     if (m->B > 0) { /* Go allocates eagerly when the hint asks for buckets */
-        m->buckets = table_new(m, m->B);
+        MG_PUBLISH(m->buckets, table_new(m, m->B));
         if (!m->buckets)
             goto nomem;
     }
@@ -1434,7 +1512,7 @@ void mg_clear(mg_map *m)
     mg__reseed(m);
     m->clearseq++;
     if (m->B > 0) /* like mg_new: the hint's buckets are there */
-        m->buckets = table_new(m, m->B); /* NULL is fine: allocated lazily */
+        MG_PUBLISH(m->buckets, table_new(m, m->B)); /* NULL is fine: allocated lazily */
     write_end(m, self);
 }
 

@@ -1,7 +1,7 @@
 /*
  * lock.h - the locks of the concurrent modes.
  *
- * All three are built on C11 atomics, so ThreadSanitizer sees their
+ * Both are built on C11 atomics, so ThreadSanitizer sees their
  * acquire/release edges without annotations.  They spin briefly (a
  * conflict in a map lasts one engine operation, ~100 ns) and then yield the
  * CPU, so a preempted holder does not make its waiters burn their slice.
@@ -11,10 +11,6 @@
  *
  *   mg_spin     a test-and-test-and-set mutex: one exchange to take, one
  *               release store to drop.
- *   mg_rwspin   a reader-writer lock in one word: readers add one, the
- *               writer sets the top bit and waits for the readers to drain;
- *               a reader that sees the writer bit backs out, so writers are
- *               not starved.
  *   mg_bigrw    a "big-reader" lock: each thread counts itself in one of
  *               several reader slots, each on its own cache line, so readers
  *               on different cores write different lines; the writer takes
@@ -77,56 +73,6 @@ static inline void mg_spin_lock(mg_spin *l)
 static inline void mg_spin_unlock(mg_spin *l)
 {
     atomic_store_explicit(&l->v, 0, memory_order_release);
-}
-
-/* ---- mg_rwspin ---------------------------------------------------------- */
-#define MG_RW_WRITER 0x80000000u
-
-typedef struct {
-    atomic_uint v; /* MG_RW_WRITER | number of readers */
-} mg_rwspin;
-
-static inline void mg_rwspin_init(mg_rwspin *l)
-{
-    atomic_init(&l->v, 0);
-}
-static inline void mg_rwspin_rdlock(mg_rwspin *l)
-{
-    unsigned n = 0;
-    for (;;) {
-        unsigned v = atomic_fetch_add_explicit(&l->v, 1, memory_order_acquire);
-        if (!(v & MG_RW_WRITER))
-            return;
-        atomic_fetch_sub_explicit(&l->v, 1, memory_order_relaxed);
-        while (atomic_load_explicit(&l->v, memory_order_relaxed) & MG_RW_WRITER)
-            mg__backoff(&n);
-    }
-}
-static inline void mg_rwspin_rdunlock(mg_rwspin *l)
-{
-    atomic_fetch_sub_explicit(&l->v, 1, memory_order_release);
-}
-static inline void mg_rwspin_wrlock(mg_rwspin *l)
-{
-    unsigned n = 0;
-    unsigned v = atomic_load_explicit(&l->v, memory_order_relaxed);
-    for (;;) {
-        if (v & MG_RW_WRITER) {
-            mg__backoff(&n);
-            v = atomic_load_explicit(&l->v, memory_order_relaxed);
-        } else if (atomic_compare_exchange_weak_explicit(&l->v, &v, v | MG_RW_WRITER,
-                                                         memory_order_acquire,
-                                                         memory_order_relaxed)) {
-            break;
-        }
-    }
-    /* Readers that were in drain; new ones back out. */
-    while (atomic_load_explicit(&l->v, memory_order_acquire) != MG_RW_WRITER)
-        mg__backoff(&n);
-}
-static inline void mg_rwspin_wrunlock(mg_rwspin *l)
-{
-    atomic_fetch_sub_explicit(&l->v, MG_RW_WRITER, memory_order_release);
 }
 
 /* ---- mg_bigrw ----------------------------------------------------------- */

@@ -117,12 +117,6 @@ int mg__eng_do(mg_map *e, bool bytes, int op, const mg_kref *k, uint64_t val,
     }
 }
 
-uint64_t mg__mode_hash(const mg_mmap *mm, const mg_kref *k)
-{
-    if (mm->bytes)
-        return mg__hash_bytes(k->p, k->len, mm->seed);
-    return mg__hash_u64(k->u, mm->seed, mm->seed2);
-}
 
 void mg__stats_add(mg_stats *acc, const mg_stats *s)
 {

@@ -82,8 +82,9 @@ mg_map *mg__eng_new(mg_mmap *mm, size_t hint);
  * mg__e_rmw; get and del return 1 or 0, put a status. */
 int mg__eng_do(mg_map *e, bool bytes, int op, const mg_kref *k, uint64_t val,
                uint64_t old, uint64_t *out, bool *loaded);
-/* The hash a mode uses for its own purposes (shards, the snapshot trie). */
-uint64_t mg__mode_hash(const mg_mmap *mm, const mg_kref *k);
+/* The hash a mode uses for its own purposes (shards, the snapshot trie):
+ * defined at the end of this file. */
+static inline uint64_t mg__mode_hash(const mg_mmap *mm, const mg_kref *k);
 /* Engine stats added into *acc (counts, buckets, bytes; the flags OR-ed). */
 void mg__stats_add(mg_stats *acc, const mg_stats *s);
 /* Engine iterator helpers on the first words of a mode iterator. */
@@ -134,5 +135,12 @@ void mg__limbo_destroy(mg_limbo *l);
 /* The RCU read-side section (urcu-bp), with the ThreadSanitizer edge. */
 void mg__rcu_read_lock(void);
 void mg__rcu_read_unlock(void);
+
+static inline uint64_t mg__mode_hash(const mg_mmap *mm, const mg_kref *k)
+{
+    if (mm->bytes)
+        return mg__hash_bytes(k->p, k->len, mm->seed);
+    return mg__hash_u64(k->u, mm->seed, mm->seed2);
+}
 
 #endif

@@ -21,7 +21,8 @@
  * next poll waits for one grace period (synchronize_rcu) and frees what
  * it may.  No thread is created.
  */
-#define _LGPL_SOURCE
+/* No _LGPL_SOURCE: liburcu's read-side stays in the LGPL library (a call),
+ * not inlined into this MIT-licensed code. */
 #include "modes.h"
 
 #include <urcu-bp.h>

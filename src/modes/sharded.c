@@ -4,27 +4,35 @@
  *
  * A key's shard is given by the top bits of the mode's own hash (its own
  * seed, independent of the engine maps' seeds, so a shard's keys are not
- * skewed inside its engine).  Each shard (lock + map pointer) sits on its
- * own MG_PAD bytes, so two threads working in different shards never write
- * the same cache line.  The lock is one word (mg_rwspin): a read is one
- * atomic add to take it and one to drop it, with no system call ever.
+ * skewed inside its engine).  Each shard (lock, sequence count, map
+ * pointer) sits on its own MG_PAD bytes, so two threads working in
+ * different shards never write the same cache line.
  *
- * Why not optimistic (sequence-checked) reads: a reader that runs while a
- * writer changes the engine can follow a bucket array or a byte key that
- * the writer frees, so every engine free would have to be deferred past a
- * grace period and every engine read made tolerant of torn state: a data
- * race in C11 terms, which ThreadSanitizer would have to be told to ignore
- * in the engine's hot paths.  docs/modes.md gives the measured cost of the
- * locked read instead.
+ * Reads are optimistic: a reader writes nothing.  It reads the shard's
+ * sequence count (even: no write in progress), looks the key up while a
+ * writer may be changing the engine (mg__find_optimistic in map.c), and
+ * keeps the answer only if the count is unchanged; otherwise it retries,
+ * and after MG_OPT_TRIES failures it takes the shard's lock.  A writer
+ * takes the shard's spin lock and makes the count odd for the length of
+ * the write.  What makes the racing lookup safe: it runs inside an RCU
+ * read-side section, and the shard engines allocate through an allocator
+ * whose free() retires memory to reclaim.c, freed only after a grace
+ * period; so nothing the lookup can reach is unmapped under it.
+ * A locked read would cost two atomic read-modify-writes on the shard's
+ * line, which bounce between cores and, being full barriers on x86, stop
+ * the next lookups' cache misses from overlapping this one's.
  *
  * Guarantees (docs/modes.md):
- *   - every single-key call is linearizable;
+ *   - every single-key call is linearizable (a read at its final sequence
+ *     check);
+ *   - reads are lock-free in the common case (they retry only while a
+ *     write to the same shard is in progress, then wait for its lock);
  *   - mg_len and mg_stats_get sum the shards one at a time (each exact at
  *     its instant; the sum may mix instants while others write);
  *   - mg_range and iterators walk shard after shard, each step under that
- *     shard's read lock: sync.Map's Range guarantee;
- *   - mg_batch takes every shard's write lock, in shard order: atomic.
- * Progress: blocking, per shard.
+ *     shard's lock: sync.Map's Range guarantee;
+ *   - mg_batch takes every shard's lock, in shard order: atomic.
+ * Progress: writers block per shard.
  */
 #include "modes.h"
 
@@ -32,16 +40,23 @@
 #include <unistd.h>
 
 typedef struct {
-    mg_rwspin lock;
+    mg_spin lock;
+    atomic_uint seq; /* odd while a write is in progress */
     mg_map *e;
-    char pad_[MG_PAD - sizeof(mg_rwspin) - sizeof(mg_map *)];
+    char pad_[MG_PAD - 2 * sizeof(atomic_uint) - sizeof(mg_map *)];
 } shard;
+
+/* Optimistic attempts before a read takes the lock. */
+#define MG_OPT_TRIES 4
 
 typedef struct {
     mg_mmap base;
     unsigned nshards, shift; /* shard = hash >> shift (nshards > 1) */
     shard *shards;           /* MG_PAD-aligned, inside raw */
     void *raw;
+    mg_limbo *limbo;
+    mg_allocator under;  /* the caller's allocator (or the C library's) */
+    mg_allocator engine; /* the shard engines': frees go through limbo */
 } sh_map;
 
 static inline sh_map *SH(mg_mmap *mm)
@@ -61,15 +76,51 @@ static inline shard *shard_of(sh_map *s, const mg_kref *k)
     return &s->shards[mg__mode_hash(&s->base, k) >> s->shift];
 }
 
-static int sh_read(sh_map *s, int op, const mg_kref *k, uint64_t *out)
+/* The writer's side of a shard: lock, count odd ... count even, unlock. */
+static void wr_lock(shard *sh)
 {
+    mg_spin_lock(&sh->lock);
+    unsigned q = atomic_load_explicit(&sh->seq, memory_order_relaxed);
+    atomic_store_explicit(&sh->seq, q + 1, memory_order_relaxed);
+    /* The odd count is visible before any store of the write (a reader
+     * that sees one of them sees the count move: its acquire fence). */
+    atomic_thread_fence(memory_order_release);
+}
+static void wr_unlock(shard *sh)
+{
+    unsigned q = atomic_load_explicit(&sh->seq, memory_order_relaxed);
+    atomic_store_explicit(&sh->seq, q + 1, memory_order_release);
+    mg_spin_unlock(&sh->lock);
+}
+
+static bool sh_get(mg_mmap *mm, const mg_kref *k, uint64_t *val)
+{
+    sh_map *s = SH(mm);
     shard *sh = shard_of(s, k);
-    if (mg__excl == &s->base)
-        return mg__eng_do(sh->e, s->base.bytes, op, k, 0, 0, out, NULL);
-    mg_rwspin_rdlock(&sh->lock);
-    int rc = mg__eng_do(sh->e, s->base.bytes, op, k, 0, 0, out, NULL);
-    mg_rwspin_rdunlock(&sh->lock);
-    return rc;
+    uint64_t v;
+    if (mg__excl == mm)
+        return mg__eng_do(sh->e, mm->bytes, MG_OP_GET, k, 0, 0, val, NULL) != 0;
+    unsigned n = 0;
+    for (int tries = 0; tries < MG_OPT_TRIES; tries++) {
+        unsigned q = atomic_load_explicit(&sh->seq, memory_order_acquire);
+        if (q & 1) {
+            mg__backoff(&n);
+            continue;
+        }
+        mg__rcu_read_lock();
+        int rc = mg__find_optimistic(sh->e, k->u, k->p, k->len, &v);
+        mg__rcu_read_unlock();
+        atomic_thread_fence(memory_order_acquire);
+        if (rc >= 0 && atomic_load_explicit(&sh->seq, memory_order_relaxed) == q) {
+            if (rc && val)
+                *val = v;
+            return rc != 0;
+        }
+    }
+    mg_spin_lock(&sh->lock);
+    int rc = mg__eng_do(sh->e, mm->bytes, MG_OP_GET, k, 0, 0, val, NULL);
+    mg_spin_unlock(&sh->lock);
+    return rc != 0;
 }
 
 static int sh_write(sh_map *s, int op, const mg_kref *k, uint64_t val, uint64_t old,
@@ -78,20 +129,16 @@ static int sh_write(sh_map *s, int op, const mg_kref *k, uint64_t val, uint64_t 
     shard *sh = shard_of(s, k);
     if (mg__excl == &s->base)
         return mg__eng_do(sh->e, s->base.bytes, op, k, val, old, out, loaded);
-    mg_rwspin_wrlock(&sh->lock);
+    wr_lock(sh);
     int rc = mg__eng_do(sh->e, s->base.bytes, op, k, val, old, out, loaded);
-    mg_rwspin_wrunlock(&sh->lock);
+    wr_unlock(sh);
+    mg__limbo_poll(s->limbo);
     return rc;
 }
 
 static int sh_put(mg_mmap *mm, const mg_kref *k, uint64_t val)
 {
     return sh_write(SH(mm), MG_OP_PUT, k, val, 0, NULL, NULL);
-}
-
-static bool sh_get(mg_mmap *mm, const mg_kref *k, uint64_t *val)
-{
-    return sh_read(SH(mm), MG_OP_GET, k, val) != 0;
 }
 
 static bool sh_del(mg_mmap *mm, const mg_kref *k)
@@ -105,25 +152,28 @@ static int sh_rmw(mg_mmap *mm, int op, const mg_kref *k, uint64_t val, uint64_t 
     return sh_write(SH(mm), op, k, val, old, out, loaded);
 }
 
+/* Everything but get and the writes: under the shard's lock (a reader of
+ * the engine; no sequence change) or, for the iterator's start and end and
+ * for clear, as a writer. */
 static void lock_rd(sh_map *s, shard *sh)
 {
     if (mg__excl != &s->base)
-        mg_rwspin_rdlock(&sh->lock);
+        mg_spin_lock(&sh->lock);
 }
 static void unlock_rd(sh_map *s, shard *sh)
 {
     if (mg__excl != &s->base)
-        mg_rwspin_rdunlock(&sh->lock);
+        mg_spin_unlock(&sh->lock);
 }
 static void lock_wr(sh_map *s, shard *sh)
 {
     if (mg__excl != &s->base)
-        mg_rwspin_wrlock(&sh->lock);
+        wr_lock(sh);
 }
 static void unlock_wr(sh_map *s, shard *sh)
 {
     if (mg__excl != &s->base)
-        mg_rwspin_wrunlock(&sh->lock);
+        wr_unlock(sh);
 }
 
 static size_t sh_len(mg_mmap *mm)
@@ -221,12 +271,13 @@ static int sh_batch(mg_mmap *mm, mg_batch_fn fn, void *arg)
 {
     sh_map *s = SH(mm);
     for (unsigned i = 0; i < s->nshards; i++)
-        mg_rwspin_wrlock(&s->shards[i].lock);
+        wr_lock(&s->shards[i]);
     mg__excl = mm;
     int rc = fn(&mm->hdr, arg);
     mg__excl = NULL;
     for (unsigned i = s->nshards; i-- > 0;)
-        mg_rwspin_wrunlock(&s->shards[i].lock);
+        wr_unlock(&s->shards[i]);
+    mg__limbo_poll(s->limbo);
     return rc;
 }
 
@@ -236,6 +287,8 @@ static void sh_destroy(mg_mmap *mm)
     if (s->shards)
         for (unsigned i = 0; i < s->nshards; i++)
             mg_free(s->shards[i].e);
+    if (s->limbo)
+        mg__limbo_destroy(s->limbo); /* what the engines freed, after a grace period */
     if (s->raw)
         mg__mfree(mm, s->raw, raw_bytes(s));
     mg__mode_fini(mm, sizeof *s);
@@ -256,6 +309,29 @@ static const mg_mops sh_ops = {
     .stats = sh_stats,
     .batch = sh_batch,
 };
+
+/* The shard engines' allocator: the caller's, except that a free waits
+ * for the optimistic readers (reclaim.c). */
+static void *eng_malloc(void *ctx, size_t n)
+{
+    sh_map *s = ctx;
+    return s->under.malloc(s->under.ctx, n);
+}
+static void *eng_calloc(void *ctx, size_t n)
+{
+    sh_map *s = ctx;
+    return s->under.calloc(s->under.ctx, n);
+}
+static void under_free(mg_mmap *mm, void *p, size_t n)
+{
+    sh_map *s = SH(mm);
+    s->under.free(s->under.ctx, p, n);
+}
+static void eng_free(void *ctx, void *p, size_t n)
+{
+    sh_map *s = ctx;
+    mg__limbo_retire(s->limbo, p, n, under_free, NULL);
+}
 
 #define MG_SHARDS_PER_CPU 16
 #define MG_SHARDS_MAX 65536u
@@ -293,9 +369,16 @@ mg_mmap *mg__sharded_new(const mg_options *o, size_t *size)
         goto nomem;
     memset(s->raw, 0, raw_bytes(s));
     s->shards = (shard *)(((uintptr_t)s->raw + MG_PAD - 1) & ~(uintptr_t)(MG_PAD - 1));
+    s->limbo = mg__limbo_new(&s->base);
+    if (!s->limbo)
+        goto nomem;
+    s->under = *a;
+    s->engine = (mg_allocator){eng_malloc, eng_calloc, eng_free, s};
+    s->base.inner.alloc = &s->engine;
     size_t hint = o->hint / n + (o->hint % n != 0);
     for (unsigned i = 0; i < n; i++) {
-        mg_rwspin_init(&s->shards[i].lock);
+        mg_spin_init(&s->shards[i].lock);
+        atomic_init(&s->shards[i].seq, 0);
         s->shards[i].e = mg__eng_new(&s->base, hint);
         if (!s->shards[i].e)
             goto nomem;

@@ -133,6 +133,27 @@ static inline size_t blob_size(size_t len)
     return sizeof(sn_blob) + len;
 }
 
+/* Child pointers (and a root's top) are tagged: a leaf's pointer carries
+ * log2(cap) - 3 in its low bits (nodes are 16-byte aligned), an inner
+ * node's carries 0.  So a lookup knows a leaf's size from the pointer and
+ * can fetch its tag byte and its slot at once, without first reading the
+ * leaf's header (one cache miss fewer). */
+#define SN_TAG_MASK ((uintptr_t)15)
+static inline sn_head *untag(const sn_head *r)
+{
+    return (sn_head *)((uintptr_t)r & ~SN_TAG_MASK);
+}
+static inline bool ref_is_leaf(const sn_head *r)
+{
+    return ((uintptr_t)r & SN_TAG_MASK) != 0;
+}
+static inline sn_head *ref_of(sn_head *n)
+{
+    if (!n || !is_leaf(n))
+        return n;
+    return (sn_head *)((uintptr_t)n | (uintptr_t)(__builtin_ctz(n->cap) - 3));
+}
+
 static uint64_t slot_hash(const sn_map *s, uint64_t key)
 {
     if (s->base.bytes)
@@ -206,15 +227,28 @@ static sn_inner *inner_new(sn_map *s, uint64_t ver)
     return n;
 }
 
-/* Lookup in a tree (published or being built). */
-static sn_slot *tree_find(const sn_map *s, sn_head *n, uint64_t h, const mg_kref *k)
+/* Lookup in a tree (published or being built), from its top reference. */
+static MG_HOT_INLINE sn_slot *tree_find(const sn_map *s, const sn_head *r, uint64_t h,
+                                     const mg_kref *k)
 {
-    for (int depth = 0; n && !is_leaf(n); depth++)
-        n = ((sn_inner *)n)->child[child_index(h, depth)];
-    if (!n)
+    for (int depth = 0; r && !ref_is_leaf(r); depth++)
+        r = ((const sn_inner *)r)->child[child_index(h, depth)];
+    if (!r)
         return NULL;
-    long i = leaf_find(s, n, h, k);
-    return i < 0 ? NULL : &slots(n)[i];
+    sn_head *l = untag(r);
+    uint32_t cap = 1u << (((uintptr_t)r & SN_TAG_MASK) + 3);
+    uint32_t mask = cap - 1;
+    const uint8_t *tg = (const uint8_t *)(l + 1);
+    sn_slot *sl = (sn_slot *)(void *)((uint8_t *)(l + 1) + cap);
+    uint32_t i = (uint32_t)h & mask;
+    __builtin_prefetch(&sl[i]);
+    uint8_t t = tag_of(h);
+    for (;; i = (i + 1) & mask) {
+        if (tg[i] == 0)
+            return NULL;
+        if (tg[i] == t && key_eq(s, sl[i].key, h, k))
+            return &sl[i];
+    }
 }
 
 /* ---- freeing ---------------------------------------------------------- */
@@ -226,6 +260,7 @@ static void free_mem(mg_mmap *mm, void *p, size_t size)
 
 static void free_tree_rec(mg_mmap *mm, sn_head *n)
 {
+    n = untag(n);
     if (!n)
         return;
     if (is_leaf(n)) {
@@ -335,11 +370,12 @@ static int apply(sn_map *s, int op, const mg_kref *k, uint64_t val, uint64_t *ol
     sn_inner *path[SN_MAX_DEPTH];
     int depth = 0;
     sn_head *n = w->top;
-    while (n && !is_leaf(n)) {
+    while (n && !ref_is_leaf(n)) {
         path[depth] = (sn_inner *)n;
         n = ((sn_inner *)n)->child[child_index(h, depth)];
         depth++;
     }
+    n = untag(n);
     /* n: the leaf (or NULL) below path[0 .. depth-1]. */
     long at = n ? leaf_find(s, n, h, k) : -1;
     *loaded = at >= 0;
@@ -427,7 +463,7 @@ static int apply(sn_map *s, int op, const mg_kref *k, uint64_t val, uint64_t *ol
             }
         leaf_place(parts[child_index(h, depth)], h, newkey, val);
         for (unsigned c = 0; c < SN_FAN; c++) {
-            splitnode->child[c] = parts[c];
+            splitnode->child[c] = ref_of(parts[c]);
             if (parts[c])
                 w->bytes += node_size(parts[c]);
         }
@@ -450,6 +486,7 @@ static int apply(sn_map *s, int op, const mg_kref *k, uint64_t val, uint64_t *ol
             drop_node(s, n);
         repl = leaf; /* NULL when the leaf emptied */
     }
+    repl = ref_of(repl);
 
     /* 3. Link it in bottom-up, copying the inner nodes that are not ours;
      * an inner node left with no child disappears. */
@@ -671,7 +708,7 @@ static sn_head *next_leaf(sn_head *top, uint64_t *pos, bool *end)
     for (;;) {
         sn_head *n = top;
         int depth = 0;
-        while (n && !is_leaf(n)) {
+        while (n && !ref_is_leaf(n)) {
             sn_head *c = ((sn_inner *)n)->child[child_index(*pos, depth)];
             if (!c) {
                 /* Skip this empty child's span. */
@@ -695,6 +732,7 @@ static sn_head *next_leaf(sn_head *top, uint64_t *pos, bool *end)
             }
             continue;
         }
+        n = untag(n);
         /* A leaf at `depth` spans the low 64 - SN_BITS*depth bits. */
         int bits = 64 - SN_BITS * depth;
         if (bits >= 64 || (*pos >> bits) + 1 == ((uint64_t)1 << (64 - bits)))
