@@ -1,16 +1,21 @@
 # mapguard: a thin layer over CMake + ctest.
 #   make run    build, then run `mapguard doctor` (the CLI's main job)
 #   make test   build (gcc, -Werror) and run every test tier, then the same
-#               suites under ASan+UBSan with clang, plus the libFuzzer run
-#   make bench  the peer comparison of ../shared/workload.md (minutes)
+#               suites under ASan+UBSan with clang, plus the libFuzzer run,
+#               then the modes and stress tiers under ThreadSanitizer
+#   make bench  the peer comparisons of ../shared/workload.md (minutes):
+#               the concurrent knee benchmark (`mapguard bench`, CSV and PNG
+#               in $(BUILD)/), the single-thread comparison and the memory
+#               per entry of each mode
 # Both `run` and `test` first install missing Debian packages.
 
 BUILD     ?= build
 SANBUILD  ?= build-san
+TSANBUILD ?= build-tsan
 JOBS      ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_ARGS ?=
 
-.PHONY: all deps build build-san run test test-main test-san bench install clean
+.PHONY: all deps build build-san build-tsan run test test-main test-san test-tsan bench install clean
 
 all: build
 
@@ -31,6 +36,15 @@ $(SANBUILD)/CMakeCache.txt:
 build-san: deps $(SANBUILD)/CMakeCache.txt
 	cmake --build $(SANBUILD) -j $(JOBS)
 
+# ThreadSanitizer: the modes and stress tiers (clang, its own build).  Every
+# suppression in tests/tsan.supp says why it is there.
+$(TSANBUILD)/CMakeCache.txt:
+	CC=clang CXX=clang++ cmake -S . -B $(TSANBUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DMG_WERROR=ON -DMG_SANITIZE=thread -DMG_BENCH=OFF -DMG_GO_TESTS=OFF $(CMAKE_ARGS)
+
+build-tsan: deps $(TSANBUILD)/CMakeCache.txt
+	cmake --build $(TSANBUILD) -j $(JOBS)
+
 run: build
 	./$(BUILD)/mapguard doctor
 
@@ -42,13 +56,20 @@ test-san: build-san
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --output-on-failure -j $(JOBS) -LE 'bench|diff|integration|slow'
 
-test: test-main test-san
+test-tsan: build-tsan
+	cd $(TSANBUILD) && \
+	  TSAN_OPTIONS=suppressions=$(CURDIR)/tests/tsan.supp:halt_on_error=1:second_deadlock_stack=1 \
+	  ctest --output-on-failure -j $(JOBS) -L 'stress|modes'
+
+test: test-main test-san test-tsan
 
 bench: build
-	./$(BUILD)/bench/mapguard-bench-compare $(BENCH_ARGS)
+	./$(BUILD)/mapguard bench --csv $(BUILD)/knee.csv --png $(BUILD)/knee.png $(BENCH_ARGS)
+	./$(BUILD)/mapguard bench single
+	./$(BUILD)/bench/mapguard-modes-mem
 
 install: build
 	cmake --install $(BUILD) $(if $(PREFIX),--prefix $(PREFIX))
 
 clean:
-	rm -rf $(BUILD) $(SANBUILD)
+	rm -rf $(BUILD) $(SANBUILD) $(TSANBUILD)

@@ -12,6 +12,16 @@
  *   string keys     snprintf("key-%012llu", key(i) % 10^12): 16 bytes, no
  *                   terminating NUL stored
  *
+ * The concurrent phases (section "Concurrent phases"):
+ *   mixes           r100, r90w10, r50w50, churn90, numbered 0..3 in that
+ *                   order (the number enters the seed)
+ *   thread t's draws a sequential splitmix64 seeded 1000 + 100*mix + t
+ *   the key         key(((r & 0xffffffff) * N) >> 32), a present key
+ *   the op          a read if (r >> 32) % 100 < read_percent; otherwise a put
+ *                   of that key with value r, or, in churn90, the thread's
+ *                   next insert or delete of a fresh key
+ *                   key(2N + (t << 32) + w/2), w counting its writes
+ *
  * Also: a monotonic nanosecond clock (CLOCK_MONOTONIC, the clock the
  * workload names), the process's resident set from /proc/self/statm, its peak
  * (VmHWM in /proc/self/status) and a way to reset that peak.
@@ -93,6 +103,41 @@ static inline void wl_shuffled_order(uint32_t *order, size_t n)
         order[i] = order[j];
         order[j] = t;
     }
+}
+
+/* The concurrent mixes, in the workload's order: the enumerator is the
+ * "mix" number of the per-thread seed. */
+typedef enum { WL_MIX_R100, WL_MIX_R90W10, WL_MIX_R50W50, WL_MIX_CHURN90 } wl_mix_id;
+#define WL_NMIX 4
+
+/* Seeds of the concurrent phases: thread t of mix number m draws from a
+ * sequential splitmix64 seeded WL_CONC_SEED + WL_CONC_SEED_MIX * m + t. */
+#define WL_CONC_SEED UINT64_C(1000)
+#define WL_CONC_SEED_MIX UINT64_C(100)
+
+static inline uint64_t wl_conc_seed(unsigned mix, unsigned t)
+{
+    return WL_CONC_SEED + WL_CONC_SEED_MIX * mix + t;
+}
+
+/* The index (0..n-1) of the present key a draw r works on: the low 32 bits
+ * scaled to n (multiply-shift, no modulo bias).  n must fit in 32 bits. */
+static inline uint64_t wl_conc_index(uint64_t r, uint64_t n)
+{
+    return ((r & UINT64_C(0xffffffff)) * n) >> 32;
+}
+
+/* Whether draw r is a read under read_percent (0..100). */
+static inline int wl_conc_is_read(uint64_t r, unsigned read_percent)
+{
+    return (r >> 32) % 100u < read_percent;
+}
+
+/* The fresh key of churn write number w (0-based) of thread t: even writes
+ * insert it, odd writes delete the key the previous write inserted. */
+static inline uint64_t wl_churn_key(uint64_t n, unsigned t, uint64_t w)
+{
+    return wl_key(2 * n + ((uint64_t)t << 32) + w / 2);
 }
 
 /* Write the string key of index i into out[0..WL_STR_LEN-1] (no NUL). */

@@ -96,21 +96,29 @@ typedef enum {
  *   a put is visible to a thread whose get returns that value).
  * What the rest means, per mode:
  *             mg_len, mg_stats_get      mg_range / iterators      progress
- *   RWLOCK    exact, under the lock     sync.Map's Range (*)      blocking
+ *   RWLOCK    exact, under the lock     Go's range (*)            blocking
  *   SHARDED   sum of per-shard counts   (*), shard by shard       reads
  *                                                                 lock-free
  *                                                                 (**)
- *   READMOSTLY may be stale             (*), after promoting      loads of
- *                                       dirty, as Go's Range      stable keys
+ *   READMOSTLY may be stale             sync.Map's Range (***),   loads of
+ *                                       after promoting dirty     stable keys
  *                                                                 lock-free
  *   SNAPSHOT  exact for one snapshot    exactly one snapshot      reads
  *                                                                 wait-free
- *   ACTOR     exact                     atomic: fn runs on the    blocking
- *                                       owner thread
- *   (*) no key twice; a key present and unchanged for the whole walk is
- *       produced; a value produced is one the key held during the walk.
- *       fn may call anything on the map (no lock is held while it runs).
+ *   ACTOR     exact                     range: atomic, fn runs    blocking
+ *                                       on the owner thread;
+ *                                       iterators: (*)
+ *   (*) Go's guarantees for a map changed during a range (see mg_range),
+ *       with other threads' writes landing between two steps: no entry
+ *       twice; a key present and never deleted is produced once, with a
+ *       value it held during the walk.  A key another thread deletes and
+ *       puts back is a new entry and may be produced again.
  *   (**) a read retries while a write to its shard runs, then locks.
+ *   (***) no key twice; a key present and unchanged for the whole walk is
+ *       produced; a value produced is one the key held during the walk.
+ *   In every mode fn may call anything on the map (no lock is held while
+ *   it runs; in ACTOR's range it runs on the owner thread).  A byte key
+ *   produced by an iterator stays valid until mg_iter_done.
  * mg_free of a concurrent map waits for its owner thread (ACTOR) and for
  * RCU grace periods (READMOSTLY, SNAPSHOT, SHARDED): no thread is left
  * and nothing leaks. */
@@ -148,7 +156,7 @@ typedef struct {
     const mg_allocator *alloc; /* NULL: the C library's allocator; the
                                   struct is copied */
     unsigned shards; /* MG_SHARDED: shard count, rounded up to a power of
-                        two (max 65536); 0 = 16 per online CPU */
+                        two (max 65536); 0 = 64 per online CPU */
     unsigned queue;  /* MG_ACTOR: channel capacity in requests (max 2^20);
                         0 = 256 */
 } mg_options;
@@ -210,10 +218,11 @@ MG_API void mg_clear(mg_map *m);
 /* Call fn for every entry, in Go's randomised order.  For u64 maps key
  * points at the uint64_t.  fn returns non-zero to stop; mg_range returns that
  * value (0 if it ran to the end).  fn may put, update and delete on m from
- * this thread, with Go's guarantees: no key is produced twice, a key deleted
- * before it is reached is not produced, every key present at the start and
- * not deleted is produced exactly once, the value produced is current; keys
- * inserted during the range may or may not be produced.
+ * this thread, with Go's guarantees: no entry is produced twice, an entry
+ * deleted before it is reached is not produced, every key present at the
+ * start and never deleted is produced exactly once, the value produced is
+ * current; entries inserted during the range may or may not be produced
+ * (so a key deleted and put back is a new entry: it may be produced again).
  * Thread safety: concurrent with other readers; not with a writer.
  * Fatal: a write by another thread during the range ("concurrent map
  *   iteration and map write"). */

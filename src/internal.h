@@ -333,6 +333,12 @@ enum { MG_RMW_GET_OR_PUT, MG_RMW_GET_AND_DEL, MG_RMW_SWAP, MG_RMW_CAS, MG_RMW_CA
  * the key was present. */
 int mg__e_rmw(mg_map *m, int op, const mg_kref *k, uint64_t val, uint64_t old,
               uint64_t *out, bool *loaded);
+/* The same, and put and delete, without the writer claim: for the modes,
+ * whose own lock (or owner thread) already excludes every other access. */
+int mg__e_rmw_excl(mg_map *m, int op, const mg_kref *k, uint64_t val, uint64_t old,
+                   uint64_t *out, bool *loaded);
+int mg__e_put_excl(mg_map *m, const mg_kref *k, uint64_t val);
+bool mg__e_del_excl(mg_map *m, const mg_kref *k);
 mg_map *mg__mode_new(const mg_options *o);
 /* Each takes a mode map (mg__is_mode(m)); `bytes` is the key kind the
  * call was made for (a mismatch is the wrong-key-kind fatal). */

@@ -332,12 +332,16 @@ static mg_table *table_new(mg_map *m, unsigned B)
 /* The page size, for unmapping a retired block piece by piece. */
 static size_t page_size(void)
 {
-    static size_t ps;
-    if (!ps) {
-        long v = sysconf(_SC_PAGESIZE);
-        ps = v > 0 ? (size_t)v : 4096;
+    /* Relaxed atomics: maps in different threads may ask first at once;
+     * they all compute the same value. */
+    static atomic_size_t ps;
+    size_t v = atomic_load_explicit(&ps, memory_order_relaxed);
+    if (!v) {
+        long r = sysconf(_SC_PAGESIZE);
+        v = r > 0 ? (size_t)r : 4096;
+        atomic_store_explicit(&ps, v, memory_order_relaxed);
     }
-    return ps;
+    return v;
 }
 
 typedef struct mg_retired {
@@ -1355,10 +1359,48 @@ size_t mg_len(const mg_map *m)
 int mg__e_rmw(mg_map *m, int op, const mg_kref *k, uint64_t val, uint64_t old,
               uint64_t *out, bool *loaded)
 {
+    uintptr_t self = write_begin(m);
+    int rc = mg__e_rmw_excl(m, op, k, val, old, out, loaded);
+    write_end(m, self);
+    return rc;
+}
+
+/* The engine calls of the concurrent modes, made while the mode's own lock
+ * (or owner thread) already excludes every other access: no writer claim.
+ * The claim is an atomic exchange on the header's line; skipping it keeps
+ * an update from writing a line that MG_SHARDED's optimistic readers of
+ * the same map read, and saves a full barrier per write. */
+int mg__e_put_excl(mg_map *m, const mg_kref *k, uint64_t val)
+{
+    int rc;
+    if (m->keykind == MG_KEY_BYTES)
+        rc = put_bytes(m, mg__hash_bytes(k->p, k->len, m->seed), k->p, k->len, val);
+    else
+        rc = assign(m, mg__hash_u64(k->u, m->seed, m->seed2), k->u, NULL, 0, val, false);
+    if (MG_UNLIKELY(m->retire != NULL))
+        retire_step(m, MG_RETIRE_STEP);
+    return rc < 0 ? rc : MG_OK;
+}
+
+bool mg__e_del_excl(mg_map *m, const mg_kref *k)
+{
+    if (m->count == 0)
+        return false;
     bool bytes = m->keykind == MG_KEY_BYTES;
     uint64_t hash = bytes ? mg__hash_bytes(k->p, k->len, m->seed)
                           : mg__hash_u64(k->u, m->seed, m->seed2);
-    uintptr_t self = write_begin(m);
+    bool found = delete_key(m, hash, k->u, k->p, k->len, bytes);
+    if (MG_UNLIKELY(m->retire != NULL))
+        retire_step(m, MG_RETIRE_STEP);
+    return found;
+}
+
+int mg__e_rmw_excl(mg_map *m, int op, const mg_kref *k, uint64_t val, uint64_t old,
+                   uint64_t *out, bool *loaded)
+{
+    bool bytes = m->keykind == MG_KEY_BYTES;
+    uint64_t hash = bytes ? mg__hash_bytes(k->p, k->len, m->seed)
+                          : mg__hash_u64(k->u, m->seed, m->seed2);
     mg_slot *s = find(m, hash, k->u, k->p, k->len, bytes);
     int rc = 0;
     *loaded = s != NULL;
@@ -1396,7 +1438,8 @@ int mg__e_rmw(mg_map *m, int op, const mg_kref *k, uint64_t val, uint64_t old,
     default:
         mg__internal_error("unknown read-modify-write op", __FILE__, __LINE__);
     }
-    write_end(m, self);
+    if (MG_UNLIKELY(m->retire != NULL))
+        retire_step(m, MG_RETIRE_STEP);
     return rc;
 }
 

@@ -56,7 +56,7 @@ typedef struct {
 
 #define MG_ACTOR_QUEUE 256u
 #define MG_ACTOR_QUEUE_MAX (1u << 20)
-#define MG_ACTOR_SPIN 2000
+#define MG_ACTOR_SPIN 256
 
 typedef struct {
     mg_mmap base;

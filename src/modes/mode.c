@@ -109,11 +109,11 @@ int mg__eng_do(mg_map *e, bool bytes, int op, const mg_kref *k, uint64_t val,
     case MG_OP_GET:
         return bytes ? mg_get(e, k->p, k->len, out) : mg_get_u64(e, k->u, out);
     case MG_OP_PUT:
-        return bytes ? mg_put(e, k->p, k->len, val) : mg_put_u64(e, k->u, val);
+        return mg__e_put_excl(e, k, val);
     case MG_OP_DEL:
-        return bytes ? mg_del(e, k->p, k->len) : mg_del_u64(e, k->u);
+        return mg__e_del_excl(e, k);
     default:
-        return mg__e_rmw(e, op, k, val, old, out, loaded);
+        return mg__e_rmw_excl(e, op, k, val, old, out, loaded);
     }
 }
 

@@ -17,7 +17,9 @@
 #include <stdbool.h>
 
 /* The engine calls the locked modes make, as one enumeration so one
- * function (mg__eng_do) runs any of them: the RMW ops of internal.h plus
+ * function (mg__eng_do) runs any of them (the writes without the engine's
+ * writer claim: the caller must hold the mode's exclusion): the RMW ops of
+ * internal.h plus
  * these. */
 enum { MG_OP_GET = 16, MG_OP_PUT, MG_OP_DEL };
 

@@ -65,7 +65,10 @@ struct mg_limbo {
     mg_mmap *mm;
     mg_spin lock; /* the queue */
     mg_retired_item *head, *tail;
-    size_t n, bytes;
+    /* Written under lock; read without it by mg__limbo_poll, which every
+     * write of a mode calls: a relaxed read of a line that changes only
+     * when something is retired. */
+    atomic_size_t n, bytes;
     atomic_bool polling; /* one poller at a time */
 };
 
@@ -92,6 +95,8 @@ mg_limbo *mg__limbo_new(mg_mmap *mm)
     if (!l)
         return NULL;
     memset(l, 0, sizeof *l);
+    atomic_init(&l->n, 0);
+    atomic_init(&l->bytes, 0);
     l->mm = mm;
     mg_spin_init(&l->lock);
     atomic_init(&l->polling, false);
@@ -132,8 +137,8 @@ static void poll_now(mg_limbo *l)
     size_t n = 0, bytes = 0;
     mg_retired_item *rest = free_front(l, list, &n, &bytes);
     mg_spin_lock(&l->lock);
-    l->n -= n;
-    l->bytes -= bytes;
+    atomic_fetch_sub_explicit(&l->n, n, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&l->bytes, bytes, memory_order_relaxed);
     if (rest) { /* put the pinned remainder back in front */
         tail->next = l->head;
         if (!l->head)
@@ -171,16 +176,15 @@ void mg__limbo_retire(mg_limbo *l, void *p, size_t size, mg_free_fn fn, atomic_i
     else
         l->head = it;
     l->tail = it;
-    l->n++;
-    l->bytes += size;
+    atomic_fetch_add_explicit(&l->n, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&l->bytes, size, memory_order_relaxed);
     mg_spin_unlock(&l->lock);
 }
 
 void mg__limbo_poll(mg_limbo *l)
 {
-    mg_spin_lock(&l->lock);
-    bool due = l->n >= MG_LIMBO_ITEMS || l->bytes >= MG_LIMBO_BYTES;
-    mg_spin_unlock(&l->lock);
+    bool due = atomic_load_explicit(&l->n, memory_order_relaxed) >= MG_LIMBO_ITEMS ||
+               atomic_load_explicit(&l->bytes, memory_order_relaxed) >= MG_LIMBO_BYTES;
     if (!due || atomic_exchange(&l->polling, true))
         return;
     poll_now(l);

@@ -22,6 +22,9 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 typedef struct {
@@ -41,6 +44,32 @@ unsigned mg__bigrw_slot(void)
     return my_slot - 1;
 }
 
+void mg__rw_wait(atomic_uint *w, unsigned *n)
+{
+    if (*n < MG_RW_SPIN_STEPS) {
+        mg__backoff(n);
+        return;
+    }
+    unsigned v = atomic_load_explicit(w, memory_order_relaxed);
+    if (!(v & MG_RW_WRITER))
+        return;
+    if (!(v & MG_RW_WAITERS)) {
+        if (!atomic_compare_exchange_strong_explicit(w, &v, v | MG_RW_WAITERS,
+                                                     memory_order_relaxed,
+                                                     memory_order_relaxed))
+            return; /* the word moved: look again */
+        v |= MG_RW_WAITERS;
+    }
+    /* Sleeps only if the word still holds v (a reader's transient count
+     * change makes it return at once: the caller looks again). */
+    syscall(SYS_futex, (void *)w, FUTEX_WAIT_PRIVATE, v, NULL, NULL, 0);
+}
+
+void mg__rw_wake(atomic_uint *w)
+{
+    syscall(SYS_futex, (void *)w, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+}
+
 static inline rw_map *RW(mg_mmap *mm)
 {
     return (rw_map *)mm;
@@ -52,7 +81,7 @@ static int do_read(rw_map *r, int op, const mg_kref *k, uint64_t *out)
         return mg__eng_do(r->e, r->base.bytes, op, k, 0, 0, out, NULL);
     mg_rslot *s = mg_bigrw_rdlock(&r->lock);
     int rc = mg__eng_do(r->e, r->base.bytes, op, k, 0, 0, out, NULL);
-    mg_bigrw_rdunlock(s);
+    mg_bigrw_rdunlock(&r->lock, s);
     return rc;
 }
 
@@ -95,7 +124,7 @@ static size_t rw_len(mg_mmap *mm)
         return mg_len(r->e);
     mg_rslot *s = mg_bigrw_rdlock(&r->lock);
     size_t n = mg_len(r->e);
-    mg_bigrw_rdunlock(s);
+    mg_bigrw_rdunlock(&r->lock, s);
     return n;
 }
 
@@ -136,7 +165,7 @@ static bool rw_iter_next(mg_mmap *mm, mg_miter *it, const void **key, size_t *le
         return mg__eng_iter_next(mg__miter_engine(it), key, len, val);
     mg_rslot *s = mg_bigrw_rdlock(&r->lock);
     bool ok = mg__eng_iter_next(mg__miter_engine(it), key, len, val);
-    mg_bigrw_rdunlock(s);
+    mg_bigrw_rdunlock(&r->lock, s);
     return ok;
 }
 
@@ -160,7 +189,7 @@ static int rw_stats(mg_mmap *mm, mg_stats *out)
         return mg_stats_get(r->e, out);
     mg_rslot *s = mg_bigrw_rdlock(&r->lock);
     rc = mg_stats_get(r->e, out);
-    mg_bigrw_rdunlock(s);
+    mg_bigrw_rdunlock(&r->lock, s);
     out->bytes += sizeof *r + (size_t)r->lock.nslots * sizeof(mg_rslot);
     return rc;
 }
@@ -234,9 +263,9 @@ mg_mmap *mg__rwlock_new(const mg_options *o, size_t *size)
     if (!r->lock.slots_raw)
         goto nomem;
     memset(r->lock.slots_raw, 0, slots_bytes(r));
+    atomic_init(&r->lock.word, 0);
     r->lock.slots = (mg_rslot *)(((uintptr_t)r->lock.slots_raw + MG_PAD - 1) &
                                  ~(uintptr_t)(MG_PAD - 1));
-    mg_spin_init(&r->lock.wmutex);
     r->e = mg__eng_new(&r->base, o->hint);
     if (!r->e)
         goto nomem;

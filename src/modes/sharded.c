@@ -333,7 +333,7 @@ static void eng_free(void *ctx, void *p, size_t n)
     mg__limbo_retire(s->limbo, p, n, under_free, NULL);
 }
 
-#define MG_SHARDS_PER_CPU 16
+#define MG_SHARDS_PER_CPU 64
 #define MG_SHARDS_MAX 65536u
 
 mg_mmap *mg__sharded_new(const mg_options *o, size_t *size)

@@ -32,8 +32,9 @@
  * counter; every read sees one snapshot; mg_len, mg_range and iterators see
  * exactly one snapshot, the one current when they start; writers are
  * serialized by a lock; mg_batch publishes all of fn's writes at once.
- * Inside mg_batch, reads see fn's writes; mg_range and iterators see the
- * snapshot published before the batch.  A write that cannot allocate its
+ * Inside mg_batch, reads, mg_range and iterators see fn's writes (an
+ * iterator walks the batch's state as it was when it started).  A write
+ * that cannot allocate its
  * copies leaves the map unchanged (mg_del then returns false).
  */
 #include "modes.h"
@@ -687,10 +688,27 @@ static void sn_clear(mg_mmap *mm)
  *   aux[0]     the pinned root          aux[1]  the current leaf
  *   pos        the hash prefix of the next leaf to find
  *   engine[0]  the next slot of the leaf
- *   engine[1]  1 once the walk is over  engine[2] the produced u64 key */
+ *   engine[1]  1 once the walk is over  engine[2] the produced u64 key
+ *   engine[3]  inside mg_batch: the frozen top of the batch's snapshot
+ *   engine[4]  1 when engine[3] is used
+ * Inside mg_batch an iterator walks the snapshot being built as it is when
+ * the iterator starts: the version being built moves on, so from then on
+ * fn's writes copy the nodes the iterator walks instead of changing them
+ * (the copies' originals are retired with the published snapshot, which
+ * the iterator pins). */
 static void sn_iter_init(mg_mmap *mm, mg_miter *it)
 {
     sn_map *s = SN(mm);
+    if (mg__excl == mm) {
+        sn_root *cur = load_cur(s); /* we hold wmu: it stays current */
+        atomic_fetch_add_explicit(&cur->pins, 1, memory_order_acq_rel);
+        s->work->ver++;
+        it->aux[0] = (uint64_t)(uintptr_t)cur;
+        it->engine[3] = (uint64_t)(uintptr_t)s->work->top;
+        it->engine[4] = 1;
+        it->engine[1] = s->work->top == NULL;
+        return;
+    }
     mg__rcu_read_lock();
     sn_root *r = load_cur(s);
     atomic_fetch_add_explicit(&r->pins, 1, memory_order_acq_rel);
@@ -776,7 +794,8 @@ static bool sn_iter_next(mg_mmap *mm, mg_miter *it, const void **key, size_t *le
             return false;
         bool end = false;
         uint64_t pos = it->pos;
-        l = next_leaf(r->top, &pos, &end);
+        l = next_leaf(it->engine[4] ? (sn_head *)(uintptr_t)it->engine[3] : r->top, &pos,
+                      &end);
         it->pos = pos;
         it->engine[1] = end;
         it->aux[1] = (uint64_t)(uintptr_t)l;

@@ -34,8 +34,10 @@ cc -std=c11 -o "$work/use_shared" "$work/use.c" $(pkg-config --cflags --libs map
 LD_LIBRARY_PATH="$libdir" "$work/use_shared"
 
 # shellcheck disable=SC2046
+# The archive, then what `pkg-config --static` says it needs (liburcu-bp,
+# pthread), less -lmapguard itself.
 cc -std=c11 -o "$work/use_static" "$work/use.c" $(pkg-config --cflags mapguard) \
-    "$libdir/libmapguard.a" -lpthread
+    "$libdir/libmapguard.a" $(pkg-config --static --libs mapguard | sed 's/-lmapguard//')
 "$work/use_static"
 
 mkdir -p "$work/cm"

@@ -19,15 +19,26 @@ static void usage(FILE *f)
             "commands:\n"
             "  doctor [--json] [CAUSE]  reproduce each root cause of a map crash in a\n"
             "                           child process: what happened, what caught it, the fix\n"
-            "  bench [options]          run the standard workload against mapguard,\n"
-            "                           absl::flat_hash_map and Go 1.19's map (see --help)\n"
+            "  bench [options]          the knee benchmark: each thread-safe mode against\n"
+            "                           Go's sync.Map and RWMutex map, libcuckoo, liburcu's\n"
+            "                           lfht and absl, per write share (see bench --help)\n"
+            "  bench single [options]   the single-thread workload against\n"
+            "                           absl::flat_hash_map and Go 1.19's map\n"
             "  version                  print the version\n");
 }
 
-/* `mapguard bench` runs the comparison driver built beside this binary
- * (build/bench/mapguard-bench-compare) or found on PATH. */
+/* `mapguard bench [options]` runs the concurrent knee driver,
+ * `mapguard bench single [options]` the single-thread comparison driver:
+ * each is looked for beside this binary (build/bench/<driver>), then on
+ * PATH, and gets the remaining options. */
 static int cmd_bench(int argc, char **argv)
 {
+    const char *driver = "mapguard-bench-knee";
+    if (argc > 0 && strcmp(argv[0], "single") == 0) {
+        driver = "mapguard-bench-compare";
+        argc--;
+        argv++;
+    }
     char self[PATH_MAX], path[PATH_MAX + 64];
     ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
     const char *cands[3];
@@ -37,11 +48,11 @@ static int cmd_bench(int argc, char **argv)
         char *slash = strrchr(self, '/');
         if (slash) {
             *slash = '\0';
-            snprintf(path, sizeof path, "%s/bench/mapguard-bench-compare", self);
+            snprintf(path, sizeof path, "%s/bench/%s", self, driver);
             cands[nc++] = path;
         }
     }
-    cands[nc++] = "mapguard-bench-compare";
+    cands[nc++] = driver;
     char **args = calloc((size_t)argc + 2, sizeof *args);
     if (!args)
         return 1;
@@ -53,9 +64,9 @@ static int cmd_bench(int argc, char **argv)
             execvp(cands[i], args);
     }
     fprintf(stderr,
-            "mapguard bench: mapguard-bench-compare not found (%s); build with "
-            "-DMG_BENCH=ON (the default) or run `make bench`\n",
-            strerror(errno));
+            "mapguard bench: %s not found (%s); build with -DMG_BENCH=ON (the "
+            "default)\n",
+            driver, strerror(errno));
     free(args);
     return 1;
 }
