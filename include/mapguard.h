@@ -309,7 +309,7 @@ MG_API bool mg_cad(mg_map *m, const void *key, size_t len, uint64_t old);
  *   MG_READMOSTLY is not supported (MG_ENOTSUP): sync.Map's lock-free
  *                stores cannot be held off; use the CAS calls above.
  * fn must not block on another thread that uses m, and must not call
- * mg_free(m) or mg_batch(m) again.
+ * mg_free(m); an mg_batch(m) inside fn just calls its function.
  * Returns: fn's return value; MG_EINVAL (fn == NULL or m == NULL),
  *   MG_ENOTSUP (MG_READMOSTLY). */
 typedef int (*mg_batch_fn)(mg_map *m, void *arg);

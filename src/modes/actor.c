@@ -14,7 +14,9 @@
  * iterator step.
  *
  * Waiting: both sides spin a little (a reply usually comes within a few
- * microseconds), then sleep on a futex.
+ * microseconds), then yield the CPU a few times (the other side may be
+ * waiting for this CPU), then sleep on a futex; a reply wakes the caller
+ * with a system call only if it went to sleep.
  *
  * Shutdown: mg_free sends a stop request behind every request already in
  * the channel; the owner answers them all, then the stop, and exits; mg_free
@@ -33,6 +35,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+enum { RQ_PENDING, RQ_DONE, RQ_SLEEPING };
 enum { RQ_OP, RQ_LEN, RQ_CLEAR, RQ_RANGE, RQ_ITER_INIT, RQ_ITER_NEXT, RQ_ITER_DONE,
        RQ_STATS, RQ_BATCH, RQ_STOP };
 
@@ -51,12 +54,15 @@ typedef struct {
     const void *key;
     size_t len;
     mg_stats *stats;
-    atomic_uint done; /* futex word: 1 when answered */
+    atomic_uint done; /* futex word: RQ_PENDING, RQ_DONE or RQ_SLEEPING */
 } request;
 
 #define MG_ACTOR_QUEUE 256u
 #define MG_ACTOR_QUEUE_MAX (1u << 20)
-#define MG_ACTOR_SPIN 256
+/* A waiter (caller or owner) pauses this many times, then yields the CPU
+ * this many times, then sleeps on a futex. */
+#define MG_ACTOR_SPIN 200
+#define MG_ACTOR_YIELDS 50
 
 typedef struct {
     mg_mmap base;
@@ -124,10 +130,12 @@ static void serve(act_map *a, request *r)
     }
 }
 
+/* Wake the caller only if it went to sleep: a spinning caller needs no
+ * system call. */
 static void answer(request *r)
 {
-    atomic_store_explicit(&r->done, 1, memory_order_release);
-    futex_wake(&r->done, 1);
+    if (atomic_exchange_explicit(&r->done, RQ_DONE, memory_order_acq_rel) == RQ_SLEEPING)
+        futex_wake(&r->done, 1);
 }
 
 static void *owner_main(void *arg)
@@ -152,12 +160,15 @@ static void *owner_main(void *arg)
         if (n == 0) {
             /* Spin on the bell for a moment, then sleep on it. */
             unsigned i = 0;
-            while (i < MG_ACTOR_SPIN &&
+            while (i < MG_ACTOR_SPIN + MG_ACTOR_YIELDS &&
                    atomic_load_explicit(&a->bell, memory_order_acquire) == bell) {
-                mg__cpu_relax();
+                if (i < MG_ACTOR_SPIN)
+                    mg__cpu_relax();
+                else
+                    sched_yield();
                 i++;
             }
-            if (i == MG_ACTOR_SPIN) {
+            if (i == MG_ACTOR_SPIN + MG_ACTOR_YIELDS) {
                 atomic_store(&a->owner_sleeping, 1);
                 futex_wait(&a->bell, bell);
                 atomic_store(&a->owner_sleeping, 0);
@@ -183,7 +194,7 @@ static void *owner_main(void *arg)
 
 static void send_wait(act_map *a, request *r)
 {
-    atomic_init(&r->done, 0);
+    atomic_init(&r->done, RQ_PENDING);
     pthread_mutex_lock(&a->mu);
     while (a->count == a->cap) {
         a->waiting_full++;
@@ -198,13 +209,20 @@ static void send_wait(act_map *a, request *r)
     atomic_fetch_add_explicit(&a->bell, 1, memory_order_seq_cst);
     if (atomic_load(&a->owner_sleeping))
         futex_wake(&a->bell, 1);
-    for (unsigned i = 0; i < MG_ACTOR_SPIN; i++) {
-        if (atomic_load_explicit(&r->done, memory_order_acquire))
+    for (unsigned i = 0; i < MG_ACTOR_SPIN + MG_ACTOR_YIELDS; i++) {
+        if (atomic_load_explicit(&r->done, memory_order_acquire) == RQ_DONE)
             return;
-        mg__cpu_relax();
+        if (i < MG_ACTOR_SPIN)
+            mg__cpu_relax();
+        else
+            sched_yield(); /* lets the owner run here if it shares this CPU */
     }
-    while (!atomic_load_explicit(&r->done, memory_order_acquire))
-        futex_wait(&r->done, 0);
+    unsigned st = RQ_PENDING;
+    if (!atomic_compare_exchange_strong_explicit(&r->done, &st, RQ_SLEEPING,
+                                                 memory_order_acq_rel, memory_order_acquire))
+        return; /* answered meanwhile */
+    while (atomic_load_explicit(&r->done, memory_order_acquire) != RQ_DONE)
+        futex_wait(&r->done, RQ_SLEEPING);
 }
 
 /* On the owner thread (inside fn of mg_range or mg_batch) a request would
