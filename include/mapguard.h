@@ -49,7 +49,7 @@ extern "C" {
     XX(MG_OK, 0, "success")                                                   \
     XX(MG_ENOMEM, -1, "out of memory; the map is unchanged")                  \
     XX(MG_EINVAL, -2, "invalid argument")                                     \
-    XX(MG_ENOTSUP, -3, "mode not supported by this build")                    \
+    XX(MG_ENOTSUP, -3, "operation not supported by this map's mode")          \
     XX(MG_EKEYLEN, -4, "key too long (more than MG_KEY_MAX bytes)")           \
     XX(MG_ENOENT, -5, "no such key")                                          \
     XX(MG_EOVERFLOW, -6, "size would overflow")
