@@ -140,6 +140,25 @@
  *   header also carries a magic number per key kind: one compare catches a
  *   freed map, a corrupted header and a call with the wrong key kind.
  *
+ * The concurrent modes (src/modes/, docs/modes.md)
+ *   A mode map's header has its own magic (MG_MAGIC_MODE), so it fails the
+ *   one compare above and the public calls dispatch to the mode on that
+ *   slow path: MG_UNSYNC pays nothing for the modes.  The modes keep their
+ *   entries in engine maps, which they call in three ways of their own:
+ *   M1. Under the mode's exclusion (a lock, the owner thread) writes go
+ *       through mg__e_put_excl / mg__e_del_excl / mg__e_rmw_excl, which do
+ *       not claim the writer word: the mode already excludes every other
+ *       access, and an update then writes no header line.
+ *   M2. MG_SHARDED reads with mg__find_optimistic while a writer may be
+ *       changing the map, and validates with its own sequence count.  So
+ *       that this read stays inside memory that is still mapped: every
+ *       pointer to a bucket array or an overflow bucket is made reachable
+ *       with a release store (MG_PUBLISH), the lookup reads each shared
+ *       word once, and the sharded mode's allocator defers every free past
+ *       an RCU grace period.
+ *   M3. MG_READMOSTLY reads its read-only maps (never written once
+ *       published) from many threads at once, which MG_UNSYNC allows.
+ *
  * Invariants (checked by mg__validate in map_debug.c)
  *   I1. magic matches keykind; B <= MG_MAX_B; buckets == NULL implies
  *       count == 0 and oldbuckets == NULL; buckets->B == B.

@@ -26,7 +26,6 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-#define MG_CACHE_LINE 64
 /* Two lines: the adjacent-line prefetcher pulls pairs, so anything written
  * by different threads keeps this far apart. */
 #define MG_PAD 128
