@@ -38,6 +38,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#define DRV_PROG "mapguard-bench-compare"
+#include "driver.h"
+
 #define NIMPL 3
 #define NGROUP 3
 #define MAX_SIZES 16
@@ -71,17 +74,6 @@ typedef struct {
 static record *recs;
 static size_t nrecs, caprecs;
 
-static void die(const char *fmt, ...)
-{
-    va_list ap;
-    fputs("mapguard-bench-compare: ", stderr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    exit(2);
-}
-
 static void usage(FILE *f)
 {
     fputs("usage: mapguard-bench-compare [--runs R] [--sizes N,N...] [--quick]\n"
@@ -103,42 +95,11 @@ static void add_record(const record *r)
         size_t cap = caprecs ? caprecs * 2 : 256;
         record *p = realloc(recs, cap * sizeof *p);
         if (p == NULL)
-            die("out of memory");
+            drv_die("out of memory");
         recs = p;
         caprecs = cap;
     }
     recs[nrecs++] = *r;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* Parse "1000000", "200k", "10M". Returns 0 on success. */
-static int parse_count(const char *s, size_t len, size_t *out)
-{
-    char buf[32], *end;
-    unsigned long long v, mul = 1;
-    if (len == 0 || len >= sizeof buf)
-        return -1;
-    memcpy(buf, s, len);
-    buf[len] = '\0';
-    if (buf[len - 1] == 'k' || buf[len - 1] == 'K')
-        mul = 1000;
-    else if (buf[len - 1] == 'm' || buf[len - 1] == 'M')
-        mul = 1000000;
-    if (mul != 1)
-        buf[len - 1] = '\0';
-    errno = 0;
-    v = strtoull(buf, &end, 10);
-    if (errno != 0 || *end != '\0' || end == buf || v == 0 ||
-        v > (unsigned long long)UINT32_MAX / 2 / mul)
-        return -1;
-    *out = (size_t)(v * mul);
-    return 0;
 }
 
 /* Run one program; add its results.  Returns 0, or -1 if it failed. */
@@ -153,7 +114,7 @@ static int run_one(const char *bindir, int impl, size_t n, int group)
 
     if (snprintf(path, sizeof path, "%s/%s", bindir, impl_prog[impl]) >=
         (int)sizeof path)
-        die("path too long");
+        drv_die("path too long");
     snprintf(nbuf, sizeof nbuf, "%zu", n);
     argv[0] = path;
     argv[1] = (char *)"--n";
@@ -164,10 +125,10 @@ static int run_one(const char *bindir, int impl, size_t n, int group)
 
     fflush(NULL);
     if (pipe(fd) != 0)
-        die("pipe: %s", strerror(errno));
+        drv_die("pipe: %s", strerror(errno));
     pid = fork();
     if (pid < 0)
-        die("fork: %s", strerror(errno));
+        drv_die("fork: %s", strerror(errno));
     if (pid == 0) {
         close(fd[0]);
         if (dup2(fd[1], STDOUT_FILENO) < 0)
@@ -181,7 +142,7 @@ static int run_one(const char *bindir, int impl, size_t n, int group)
     close(fd[1]);
     f = fdopen(fd[0], "r");
     if (f == NULL)
-        die("fdopen: %s", strerror(errno));
+        drv_die("fdopen: %s", strerror(errno));
     while (fgets(line, sizeof line, f) != NULL) {
         record r;
         char implbuf[16];
@@ -206,7 +167,7 @@ static int run_one(const char *bindir, int impl, size_t n, int group)
     fclose(f);
     while (waitpid(pid, &status, 0) < 0) {
         if (errno != EINTR)
-            die("waitpid: %s", strerror(errno));
+            drv_die("waitpid: %s", strerror(errno));
     }
     if (WIFSIGNALED(status)) {
         fprintf(stderr, "mapguard-bench-compare: %s --n %zu --phases %s: "
@@ -231,12 +192,6 @@ static int run_one(const char *bindir, int impl, size_t n, int group)
     return 0;
 }
 
-static int cmp_double(const void *x, const void *y)
-{
-    double a = *(const double *)x, b = *(const double *)y;
-    return (a > b) - (a < b);
-}
-
 /* A table row: one (keys, n, phase). */
 typedef struct {
     const record *first;
@@ -255,7 +210,7 @@ static void fill_medians(row *w)
     int i;
     double *v = malloc((nrecs > 0 ? nrecs : 1) * sizeof *v);
     if (v == NULL)
-        die("out of memory");
+        drv_die("out of memory");
     for (i = 0; i < NIMPL; i++) {
         size_t k, c = 0;
         for (k = 0; k < nrecs; k++)
@@ -266,7 +221,7 @@ static void fill_medians(row *w)
             w->med[i] = -1;
             continue;
         }
-        qsort(v, c, sizeof *v, cmp_double);
+        qsort(v, c, sizeof *v, drv_cmp_double);
         w->med[i] = c % 2 ? v[c / 2] : (v[c / 2 - 1] + v[c / 2]) / 2;
     }
     free(v);
@@ -356,7 +311,7 @@ static void report(const char *csv)
     int held = 0, missed = 0;
     FILE *cf = NULL;
     if (rows == NULL)
-        die("out of memory");
+        drv_die("out of memory");
     for (k = 0; k < nrecs; k++) {
         for (j = 0; j < nrows; j++)
             if (same_row(rows[j].first, &recs[k]))
@@ -369,7 +324,7 @@ static void report(const char *csv)
     if (csv != NULL) {
         cf = fopen(csv, "w");
         if (cf == NULL)
-            die("cannot write %s: %s", csv, strerror(errno));
+            drv_die("cannot write %s: %s", csv, strerror(errno));
         fprintf(cf, "keys,n,phase,unit,mapguard,absl,go,mapguard_over_absl,"
                     "mapguard_over_go,target,mapguard_samples,absl_samples,"
                     "go_samples\n");
@@ -408,7 +363,7 @@ static void report(const char *csv)
            "B/entry at 10M)\n",
            held, missed);
     if (cf != NULL && fclose(cf) != 0)
-        die("writing %s: %s", csv, strerror(errno));
+        drv_die("writing %s: %s", csv, strerror(errno));
     free(rows);
 }
 
@@ -419,7 +374,7 @@ int main(int argc, char **argv)
     int total = 0, done = 0;
     const char *bindir_opt = NULL, *csv = NULL, *sizes_opt = NULL;
     char bindir[PATH_MAX], quick_sizes[32];
-    double t_start = now_s();
+    double t_start = drv_now_s();
 
     for (i = 1; i < argc; i++) {
         const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -430,12 +385,12 @@ int main(int argc, char **argv)
             quick = 1;
         } else if (val == NULL) {
             usage(stderr);
-            die("bad or incomplete argument '%s'", a);
+            drv_die("bad or incomplete argument '%s'", a);
         } else if (strcmp(a, "--runs") == 0) {
             char *end;
             long v = strtol(val, &end, 10);
             if (*end != '\0' || v < 1 || v > 1000)
-                die("bad --runs '%s'", val);
+                drv_die("bad --runs '%s'", val);
             runs = (int)v;
             i++;
         } else if (strcmp(a, "--sizes") == 0) {
@@ -451,7 +406,7 @@ int main(int argc, char **argv)
                         strncmp(p, group_name[g], len) == 0)
                         break;
                 if (g == NGROUP)
-                    die("unknown phase group '%.*s' in --only", (int)len, p);
+                    drv_die("unknown phase group '%.*s' in --only", (int)len, p);
                 only[g] = 1;
                 p += len + (p[len] == ',');
             }
@@ -464,7 +419,7 @@ int main(int argc, char **argv)
             i++;
         } else {
             usage(stderr);
-            die("bad argument '%s'", a);
+            drv_die("bad argument '%s'", a);
         }
     }
     if (runs < 0)
@@ -476,28 +431,28 @@ int main(int argc, char **argv)
     for (const char *p = sizes_opt; *p != '\0';) {
         size_t len = strcspn(p, ",");
         if (nsizes == MAX_SIZES)
-            die("too many sizes");
-        if (parse_count(p, len, &sizes[nsizes]) != 0)
-            die("bad size '%.*s' in --sizes", (int)len, p);
+            drv_die("too many sizes");
+        if (drv_parse_count(p, len, &sizes[nsizes]) != 0)
+            drv_die("bad size '%.*s' in --sizes", (int)len, p);
         nsizes++;
         p += len + (p[len] == ',');
     }
     if (nsizes == 0)
-        die("no sizes");
+        drv_die("no sizes");
 
     if (bindir_opt != NULL) {
         if (strlen(bindir_opt) >= sizeof bindir)
-            die("--bindir too long");
+            drv_die("--bindir too long");
         strcpy(bindir, bindir_opt);
     } else {
         ssize_t len = readlink("/proc/self/exe", bindir, sizeof bindir - 1);
         char *slash;
         if (len < 0)
-            die("readlink /proc/self/exe: %s", strerror(errno));
+            drv_die("readlink /proc/self/exe: %s", strerror(errno));
         bindir[len] = '\0';
         slash = strrchr(bindir, '/');
         if (slash == NULL)
-            die("cannot tell this program's directory");
+            drv_die("cannot tell this program's directory");
         *slash = '\0';
     }
     for (i = 0; i < NIMPL; i++) {
@@ -535,19 +490,19 @@ int main(int argc, char **argv)
                 if (plan[s][g])
                     for (r = 0; r < runs; r++)
                         for (i = 0; i < NIMPL; i++) {
-                            double t0 = now_s();
+                            double t0 = drv_now_s();
                             int rc = run_one(bindir, i, sizes[s], g);
                             done++;
                             fprintf(stderr,
                                     "[%3d/%d] %-14s --n %-9zu --phases %-7s "
                                     "run %d/%d  %6.1f s%s\n",
                                     done, total, impl_prog[i], sizes[s],
-                                    group_name[g], r + 1, runs, now_s() - t0,
+                                    group_name[g], r + 1, runs, drv_now_s() - t0,
                                     rc != 0 ? "  FAILED" : "");
                             failed += rc != 0;
                         }
     }
     report(csv);
-    printf("%d runs, %d failed, %.1f s\n", total, failed, now_s() - t_start);
+    printf("%d runs, %d failed, %.1f s\n", total, failed, drv_now_s() - t_start);
     return failed ? 1 : 0;
 }

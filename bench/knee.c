@@ -49,6 +49,8 @@
 #include <unistd.h>
 
 #define PROG "mapguard-bench-knee"
+#define DRV_PROG PROG
+#include "driver.h"
 #define NMIX 4
 #define MAX_COUNTS 16
 #define MAX_THREADS 1024
@@ -122,17 +124,6 @@ static struct {
 static volatile sig_atomic_t timed_out;
 static volatile pid_t child_pid;
 
-static void die(const char *fmt, ...)
-{
-    va_list ap;
-    fputs(PROG ": ", stderr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    exit(2);
-}
-
 static void usage(FILE *f)
 {
     fputs("usage: " PROG " [options]\n"
@@ -160,37 +151,6 @@ static void usage(FILE *f)
         fprintf(f, "%s %s/%s", e % 4 == 0 ? "\n " : "", entries[e].impl,
                 entries[e].mode);
     fputc('\n', f);
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* Parse "1000000", "200k", "1M".  Returns 0 on success. */
-static int parse_count(const char *s, size_t *out)
-{
-    char buf[32], *end;
-    size_t len = strlen(s);
-    unsigned long long v, mul = 1;
-    if (len == 0 || len >= sizeof buf)
-        return -1;
-    memcpy(buf, s, len + 1);
-    if (buf[len - 1] == 'k' || buf[len - 1] == 'K')
-        mul = 1000;
-    else if (buf[len - 1] == 'm' || buf[len - 1] == 'M')
-        mul = 1000000;
-    if (mul != 1)
-        buf[len - 1] = '\0';
-    errno = 0;
-    v = strtoull(buf, &end, 10);
-    if (errno != 0 || *end != '\0' || end == buf || v == 0 ||
-        v > (unsigned long long)UINT32_MAX / 2 / mul)
-        return -1;
-    *out = (size_t)(v * mul);
-    return 0;
 }
 
 static int find_mix(const char *s, size_t len)
@@ -310,10 +270,10 @@ static int run_one(int e)
 
     fflush(NULL);
     if (pipe(fd) != 0)
-        die("pipe: %s", strerror(errno));
+        drv_die("pipe: %s", strerror(errno));
     pid = fork();
     if (pid < 0)
-        die("fork: %s", strerror(errno));
+        drv_die("fork: %s", strerror(errno));
     if (pid == 0) {
         close(fd[0]);
         if (dup2(fd[1], STDOUT_FILENO) < 0)
@@ -333,7 +293,7 @@ static int run_one(int e)
     alarm((unsigned)limit + 1);
     f = fdopen(fd[0], "r");
     if (f == NULL)
-        die("fdopen: %s", strerror(errno));
+        drv_die("fdopen: %s", strerror(errno));
     while (fgets(line, sizeof line, f) != NULL) {
         if (strncmp(line, "result ", 7) == 0) {
             got += take_result(e, line);
@@ -346,7 +306,7 @@ static int run_one(int e)
     fclose(f);
     while (waitpid(pid, &status, 0) < 0) {
         if (errno != EINTR)
-            die("waitpid: %s", strerror(errno));
+            drv_die("waitpid: %s", strerror(errno));
     }
     alarm(0);
     child_pid = 0;
@@ -375,12 +335,6 @@ static int run_one(int e)
     return 0;
 }
 
-static int cmp_double(const void *x, const void *y)
-{
-    double a = *(const double *)x, b = *(const double *)y;
-    return (a > b) - (a < b);
-}
-
 /* The median of entry e at (mix, count index), or -1 when there is none. */
 static double median(int e, int m, int c)
 {
@@ -389,7 +343,7 @@ static double median(int e, int m, int c)
     if (k == 0)
         return -1;
     memcpy(v, res[e].samp[m][c], (size_t)k * sizeof v[0]);
-    qsort(v, (size_t)k, sizeof v[0], cmp_double);
+    qsort(v, (size_t)k, sizeof v[0], drv_cmp_double);
     return k % 2 ? v[k / 2] : (v[k / 2 - 1] + v[k / 2]) / 2;
 }
 
@@ -690,10 +644,10 @@ static int write_png(void)
     }
     fflush(NULL);
     if (pipe(fd) != 0)
-        die("pipe: %s", strerror(errno));
+        drv_die("pipe: %s", strerror(errno));
     pid = fork();
     if (pid < 0)
-        die("fork: %s", strerror(errno));
+        drv_die("fork: %s", strerror(errno));
     if (pid == 0) {
         close(fd[1]);
         if (dup2(fd[0], STDIN_FILENO) < 0)
@@ -705,7 +659,7 @@ static int write_png(void)
     close(fd[0]);
     f = fdopen(fd[1], "w");
     if (f == NULL)
-        die("fdopen: %s", strerror(errno));
+        drv_die("fdopen: %s", strerror(errno));
     fputs("if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {\n"
           "  set terminal pngcairo size 1200,720 noenhanced font ',10'\n"
           "} else {\n"
@@ -791,7 +745,7 @@ static int write_png(void)
         fprintf(stderr, PROG ": writing to gnuplot: %s\n", strerror(errno));
     while (waitpid(pid, &status, 0) < 0) {
         if (errno != EINTR)
-            die("waitpid: %s", strerror(errno));
+            drv_die("waitpid: %s", strerror(errno));
     }
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         fprintf(stderr, PROG ": gnuplot failed (status %d): no plot\n",
@@ -833,13 +787,13 @@ static void parse_args(int argc, char **argv)
             continue;
         } else if (val == NULL) {
             usage(stderr);
-            die("bad or incomplete argument '%s'", a);
+            drv_die("bad or incomplete argument '%s'", a);
         }
         i++;
         if (strcmp(a, "--runs") == 0) {
             long v = strtol(val, &end, 10);
             if (*end != '\0' || end == val || v < 1 || v > 1000)
-                die("bad --runs '%s'", val);
+                drv_die("bad --runs '%s'", val);
             runs = (int)v;
         } else if (strcmp(a, "--seconds") == 0) {
             double v;
@@ -847,11 +801,11 @@ static void parse_args(int argc, char **argv)
             v = strtod(val, &end);
             if (errno != 0 || *end != '\0' || end == val || !(v > 0) ||
                 v > 3600)
-                die("bad --seconds '%s'", val);
+                drv_die("bad --seconds '%s'", val);
             seconds = v;
         } else if (strcmp(a, "--n") == 0) {
-            if (parse_count(val, &n) != 0)
-                die("bad --n '%s'", val);
+            if (drv_parse_count(val, strlen(val), &n) != 0)
+                drv_die("bad --n '%s'", val);
         } else if (strcmp(a, "--threads") == 0) {
             const char *p = val;
             opt.ncounts = 0;
@@ -861,16 +815,16 @@ static void parse_args(int argc, char **argv)
                 v = strtoul(p, &end, 10);
                 if (errno != 0 || end == p || v < 1 || v > MAX_THREADS ||
                     (*end != ',' && *end != '\0'))
-                    die("bad --threads '%s'", val);
+                    drv_die("bad --threads '%s'", val);
                 if (opt.ncounts == MAX_COUNTS)
-                    die("at most %d thread counts", MAX_COUNTS);
+                    drv_die("at most %d thread counts", MAX_COUNTS);
                 if (count_index((unsigned)v) >= 0)
-                    die("thread count %lu twice in --threads", v);
+                    drv_die("thread count %lu twice in --threads", v);
                 opt.counts[opt.ncounts++] = (unsigned)v;
                 p = end + (*end == ',');
             }
             if (opt.ncounts == 0)
-                die("empty --threads");
+                drv_die("empty --threads");
         } else if (strcmp(a, "--mixes") == 0) {
             const char *p = val;
             for (int m = 0; m < NMIX; m++)
@@ -879,7 +833,7 @@ static void parse_args(int argc, char **argv)
                 size_t len = strcspn(p, ",");
                 int m = find_mix(p, len);
                 if (m < 0)
-                    die("unknown mix '%.*s' in --mixes", (int)len, p);
+                    drv_die("unknown mix '%.*s' in --mixes", (int)len, p);
                 opt.mix_on[m] = true;
                 p += len + (p[len] == ',');
             }
@@ -900,7 +854,7 @@ static void parse_args(int argc, char **argv)
                     }
                 }
                 if (!any)
-                    die("unknown implementation '%.*s' in --only (see "
+                    drv_die("unknown implementation '%.*s' in --only (see "
                         "--help)",
                         (int)len, p);
                 p += len + (p[len] == ',');
@@ -913,7 +867,7 @@ static void parse_args(int argc, char **argv)
             bindir = val;
         } else {
             usage(stderr);
-            die("bad argument '%s'", a);
+            drv_die("bad argument '%s'", a);
         }
     }
     opt.runs = runs > 0 ? runs : quick ? 1 : DEFAULT_RUNS;
@@ -929,22 +883,22 @@ static void parse_args(int argc, char **argv)
         for (int m = 0; m < NMIX; m++)
             any = any || opt.mix_on[m];
         if (!any)
-            die("no mixes");
+            drv_die("no mixes");
     }
     if (bindir != NULL) {
         if (strlen(bindir) >= sizeof opt.bindir)
-            die("--bindir too long");
+            drv_die("--bindir too long");
         strcpy(opt.bindir, bindir);
     } else {
         ssize_t len = readlink("/proc/self/exe", opt.bindir,
                                sizeof opt.bindir - 1);
         char *slash;
         if (len < 0)
-            die("readlink /proc/self/exe: %s", strerror(errno));
+            drv_die("readlink /proc/self/exe: %s", strerror(errno));
         opt.bindir[len] = '\0';
         slash = strrchr(opt.bindir, '/');
         if (slash == NULL)
-            die("cannot tell this program's directory");
+            drv_die("cannot tell this program's directory");
         *slash = '\0';
     }
 }
@@ -952,7 +906,7 @@ static void parse_args(int argc, char **argv)
 int main(int argc, char **argv)
 {
     int failed = 0, plot_failed = 0, total = 0, done = 0, na = 0;
-    double t_start = now_s();
+    double t_start = drv_now_s();
     struct sigaction sa;
 
     parse_args(argc, argv);
@@ -971,7 +925,7 @@ int main(int argc, char **argv)
             for (int c = 0; c < opt.ncounts; c++) {
                 res[e].samp[m][c] = calloc((size_t)opt.runs, sizeof(double));
                 if (res[e].samp[m][c] == NULL)
-                    die("out of memory");
+                    drv_die("out of memory");
             }
         total += opt.runs;
     }
@@ -984,7 +938,7 @@ int main(int argc, char **argv)
     /* Each round runs every implementation once, in turn. */
     for (int r = 0; r < opt.runs; r++)
         for (int e = 0; e < NENT; e++) {
-            double t0 = now_s();
+            double t0 = drv_now_s();
             int rc;
             if (!opt.ent_on[e])
                 continue;
@@ -996,7 +950,7 @@ int main(int argc, char **argv)
             res[e].failed += rc != 0;
             fprintf(stderr, "[%3d/%d] %-13s --mode %-11s run %d/%d %6.1f s%s\n",
                     done, total, entries[e].prog, entries[e].mode, r + 1,
-                    opt.runs, now_s() - t0,
+                    opt.runs, drv_now_s() - t0,
                     rc != 0                ? "  FAILED"
                     : res[e].unavailable ? "  n/a (not in this build)"
                                          : "");
@@ -1013,6 +967,6 @@ int main(int argc, char **argv)
     if (opt.png != NULL && write_png() != 0)
         plot_failed = 1;
     printf("%d runs, %d failed, %d implementation%s n/a, %.1f s\n", total,
-           failed, na, na == 1 ? "" : "s", now_s() - t_start);
+           failed, na, na == 1 ? "" : "s", drv_now_s() - t_start);
     return failed || plot_failed ? 1 : 0;
 }

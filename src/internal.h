@@ -350,12 +350,17 @@ int mg__mode_rmw(mg_map *m, bool bytes, int op, const mg_kref *k, uint64_t val,
                  uint64_t old, uint64_t *out, bool *loaded);
 size_t mg__mode_len(const mg_map *m);
 void mg__mode_clear(mg_map *m);
-int mg__mode_range(mg_map *m, int (*fn)(const void *, size_t, uint64_t, void *),
-                   void *arg);
+/* A mode's own mg_range (MG_ACTOR's runs on the owner): true and *rc if
+ * the mode has one; false: mg_range walks the mode's iterator. */
+bool mg__mode_range(mg_map *m, int (*fn)(const void *, size_t, uint64_t, void *),
+                    void *arg, int *rc);
 void mg__mode_iter_init(mg_iter *it, mg_map *m);
 int mg__mode_stats(const mg_map *m, mg_stats *out);
 int mg__mode_batch(mg_map *m, mg_batch_fn fn, void *arg);
 mg_mode mg__mode_of(const mg_map *m);
+/* A mode iterator keeps an engine iterator in the first 15 words of its
+ * mg_iter and this tag in the last (src/modes/modes.h, mg_miter). */
+#define MG_MITER_TAG 0x4d474d4954455221ull /* "MGMITER!" */
 /* The engine's iterator on the first words of an mg_iter (map_iter.c). */
 void mg__eng_iter_init(mg_iter *it, mg_map *m);
 bool mg__eng_iter_next(mg_iter *it, const void **key, size_t *len, uint64_t *val);

@@ -29,12 +29,11 @@ typedef struct {
  * first 15 words and marks its last word with MG_MITER_TAG. */
 static_assert(sizeof(iter_state) <= 15 * sizeof(uint64_t),
               "mg_iter too small for the iterator state");
-#define MITER_TAG 0x4d474d4954455221ull
 bool mg__mode_iter_next(mg_iter *it, const void **key, size_t *len, uint64_t *val);
 void mg__mode_iter_done(mg_iter *it);
 static inline bool is_mode_iter(const mg_iter *it)
 {
-    return it->opaque_[19] == MITER_TAG;
+    return it->opaque_[19] == MG_MITER_TAG;
 }
 
 static inline iter_state *state(mg_iter *it)
@@ -248,8 +247,8 @@ int mg_range(mg_map *m, range_fn fn, void *arg)
     int rc = 0;
     if (!fn)
         return 0;
-    if (m && mg__is_mode(m))
-        return mg__mode_range(m, fn, arg);
+    if (m && mg__is_mode(m) && mg__mode_range(m, fn, arg, &rc))
+        return rc;
     mg_iter_init(&it, m);
     while (mg_iter_next(&it, &k, &len, &v))
         if ((rc = fn(k, len, v, arg)) != 0)

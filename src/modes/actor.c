@@ -98,7 +98,7 @@ static void serve(act_map *a, request *r)
     mg_map *e = a->e;
     switch (r->kind) {
     case RQ_OP:
-        r->rc = mg__eng_do(e, a->base.bytes, r->op, r->k, r->val, r->old, &r->out,
+        r->rc = mg__eng_do(e, mg__mm_bytes(&a->base), r->op, r->k, r->val, r->old, &r->out,
                            &r->loaded);
         break;
     case RQ_LEN:
@@ -359,7 +359,6 @@ static void act_destroy(mg_mmap *mm)
 }
 
 static const mg_mops act_ops = {
-    .name = "actor",
     .destroy = act_destroy,
     .put = act_put,
     .get = act_get,
@@ -375,23 +374,16 @@ static const mg_mops act_ops = {
     .batch = act_batch,
 };
 
-mg_mmap *mg__actor_new(const mg_options *o, size_t *size)
+mg_mmap *mg__actor_new(const mg_options *o)
 {
     if (o->queue > MG_ACTOR_QUEUE_MAX) {
         errno = EINVAL;
         return NULL;
     }
-    const mg_allocator *al = o->alloc ? o->alloc : &mg__sys_alloc;
-    act_map *a = al->malloc(al->ctx, sizeof *a);
-    if (!a) {
-        errno = ENOMEM;
+    act_map *a = (act_map *)mg__mode_alloc(o, sizeof *a, &act_ops);
+    if (!a)
         return NULL;
-    }
-    memset(a, 0, sizeof *a);
-    *size = sizeof *a;
     a->cap = o->queue ? o->queue : MG_ACTOR_QUEUE;
-    if (mg__mode_init(&a->base, o, al, &act_ops) != 0)
-        goto nomem;
     a->ring = mg__mmalloc(&a->base, a->cap * sizeof(request *));
     a->e = mg__eng_new(&a->base, o->hint);
     if (!a->ring || !a->e)

@@ -33,7 +33,7 @@ static inline mg_mmap *mm_of(const mg_map *m)
 static inline mg_mmap *check(mg_map *m, bool bytes)
 {
     mg_mmap *mm = mm_of(m);
-    if (MG_UNLIKELY(mm->bytes != bytes))
+    if (MG_UNLIKELY(mg__mm_bytes(mm) != bytes))
         mg__bad_header(m, mg__want_magic(bytes));
     return mm;
 }
@@ -45,7 +45,7 @@ static inline bool bad_key(bool bytes, const mg_kref *k)
 
 mg_map *mg__mode_new(const mg_options *o)
 {
-    mg_mmap *(*make)(const mg_options *, size_t *) = NULL;
+    mg_mmap *(*make)(const mg_options *) = NULL;
     switch (o->mode) {
     case MG_RWLOCK: make = mg__rwlock_new; break;
     case MG_SHARDED: make = mg__sharded_new; break;
@@ -54,21 +54,25 @@ mg_map *mg__mode_new(const mg_options *o)
     case MG_ACTOR: make = mg__actor_new; break;
     default: errno = EINVAL; return NULL;
     }
-    size_t size = 0;
-    mg_mmap *mm = make(o, &size);
+    mg_mmap *mm = make(o);
     return mm ? &mm->hdr : NULL;
 }
 
-int mg__mode_init(mg_mmap *mm, const mg_options *o, const mg_allocator *a,
-                  const mg_mops *ops)
+mg_mmap *mg__mode_alloc(const mg_options *o, size_t size, const mg_mops *ops)
 {
+    const mg_allocator *a = o->alloc ? o->alloc : &mg__sys_alloc;
+    mg_mmap *mm = a->malloc(a->ctx, size);
+    if (!mm) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    memset(mm, 0, size);
     mm->hdr.magic = MG_MAGIC_MODE;
     mm->hdr.keykind = (uint8_t)o->key;
     mm->hdr.alloc = *a;
     mm->hdr.custom_alloc = o->alloc != NULL;
     mm->mode = o->mode;
     mm->ops = ops;
-    mm->bytes = o->key == MG_KEY_BYTES;
     mm->inner = *o;
     mm->inner.mode = MG_UNSYNC;
     mm->inner.name = NULL;
@@ -78,11 +82,14 @@ int mg__mode_init(mg_mmap *mm, const mg_options *o, const mg_allocator *a,
     if (o->name) {
         size_t n = strlen(o->name) + 1;
         mm->hdr.name = mg__malloc(&mm->hdr, n);
-        if (!mm->hdr.name)
-            return -1;
+        if (!mm->hdr.name) {
+            a->free(a->ctx, mm, size);
+            errno = ENOMEM;
+            return NULL;
+        }
         memcpy(mm->hdr.name, o->name, n);
     }
-    return 0;
+    return mm;
 }
 
 void mg__mode_fini(mg_mmap *mm, size_t size)
@@ -193,24 +200,13 @@ void mg__mode_clear(mg_map *m)
     mm->ops->clear(mm);
 }
 
-int mg__mode_range(mg_map *m, mg_range_fn fn, void *arg)
+bool mg__mode_range(mg_map *m, mg_range_fn fn, void *arg, int *rc)
 {
     mg_mmap *mm = mm_of(m);
-    if (!fn)
-        return 0;
-    if (mm->ops->range)
-        return mm->ops->range(mm, fn, arg);
-    mg_iter it;
-    const void *k;
-    size_t len;
-    uint64_t v;
-    int rc = 0;
-    mg_iter_init(&it, m);
-    while (mg_iter_next(&it, &k, &len, &v))
-        if ((rc = fn(k, len, v, arg)) != 0)
-            break;
-    mg_iter_done(&it);
-    return rc;
+    if (!mm->ops->range)
+        return false;
+    *rc = mm->ops->range(mm, fn, arg);
+    return true;
 }
 
 void mg__mode_iter_init(mg_iter *it, mg_map *m)

@@ -27,7 +27,6 @@ typedef struct mg_mmap mg_mmap;
 
 /* An iterator of a mode map: the engine's iterator state first (modes that
  * walk an engine map keep it there), the mode's words at the end. */
-#define MG_MITER_TAG 0x4d474d4954455221ull /* "MGMITER!" */
 typedef struct {
     uint64_t engine[15]; /* an engine iterator's state (map_iter.c) */
     uint64_t aux[2];     /* the mode's own */
@@ -39,7 +38,6 @@ typedef struct {
 typedef int (*mg_range_fn)(const void *key, size_t len, uint64_t val, void *arg);
 
 typedef struct {
-    const char *name;
     void (*destroy)(mg_mmap *mm);
     int (*put)(mg_mmap *mm, const mg_kref *k, uint64_t val);
     bool (*get)(mg_mmap *mm, const mg_kref *k, uint64_t *val);
@@ -48,7 +46,8 @@ typedef struct {
                uint64_t *out, bool *loaded);
     size_t (*len)(mg_mmap *mm);
     void (*clear)(mg_mmap *mm);
-    /* NULL: mg_range walks the iterator below, calling fn with no lock held. */
+    /* NULL: mg_range walks the iterator below (map_iter.c), calling fn with
+     * no lock held. */
     int (*range)(mg_mmap *mm, mg_range_fn fn, void *arg);
     void (*iter_init)(mg_mmap *mm, mg_miter *it);
     bool (*iter_next)(mg_mmap *mm, mg_miter *it, const void **key, size_t *len,
@@ -62,19 +61,24 @@ struct mg_mmap {
     struct mg_map hdr; /* magic MG_MAGIC_MODE; keykind, name, alloc as usual */
     mg_mode mode;
     const mg_mops *ops;
-    bool bytes;
     mg_options inner; /* options for the engine maps the mode creates */
     uint64_t seed, seed2; /* the mode's own hash secrets (sharding) */
 };
+
+/* Whether the map has byte keys (the header's key kind says it). */
+static inline bool mg__mm_bytes(const mg_mmap *mm)
+{
+    return mm->hdr.keykind == MG_KEY_BYTES;
+}
 
 /* The map the calling thread holds exclusively inside mg_batch (or that the
  * actor's owner thread is serving): calls on it skip the mode's locking. */
 extern _Thread_local mg_mmap *mg__excl __attribute__((tls_model("initial-exec")));
 
-/* The common header of a mode map, filled in by each constructor on its
- * zeroed struct; -1 (ENOMEM) if the name cannot be copied. */
-int mg__mode_init(mg_mmap *mm, const mg_options *o, const mg_allocator *a,
-                  const mg_mops *ops);
+/* Allocate a mode's struct (size bytes, an mg_mmap first) through the
+ * options' allocator, zeroed, with the header every mode map carries.
+ * NULL with errno ENOMEM if there is no memory. */
+mg_mmap *mg__mode_alloc(const mg_options *o, size_t size, const mg_mops *ops);
 /* The common part of each destructor: frees the name and the struct. */
 void mg__mode_fini(mg_mmap *mm, size_t size);
 
@@ -105,13 +109,12 @@ static inline void mg__mfree(mg_mmap *mm, void *p, size_t n)
     mg__free(&mm->hdr, p, n);
 }
 
-/* Each mode: create its state after the common header was filled in.
- * Returns the map or NULL with errno set. */
-mg_mmap *mg__rwlock_new(const mg_options *o, size_t *size);
-mg_mmap *mg__sharded_new(const mg_options *o, size_t *size);
-mg_mmap *mg__readmostly_new(const mg_options *o, size_t *size);
-mg_mmap *mg__snapshot_new(const mg_options *o, size_t *size);
-mg_mmap *mg__actor_new(const mg_options *o, size_t *size);
+/* Each mode's constructor.  Returns the map or NULL with errno set. */
+mg_mmap *mg__rwlock_new(const mg_options *o);
+mg_mmap *mg__sharded_new(const mg_options *o);
+mg_mmap *mg__readmostly_new(const mg_options *o);
+mg_mmap *mg__snapshot_new(const mg_options *o);
+mg_mmap *mg__actor_new(const mg_options *o);
 
 /* ---- deferred reclamation (reclaim.c) ---------------------------------- */
 /* Memory a lock-free reader may still hold is retired, not freed: it is
@@ -140,7 +143,7 @@ void mg__rcu_read_unlock(void);
 
 static inline uint64_t mg__mode_hash(const mg_mmap *mm, const mg_kref *k)
 {
-    if (mm->bytes)
+    if (mg__mm_bytes(mm))
         return mg__hash_bytes(k->p, k->len, mm->seed);
     return mg__hash_u64(k->u, mm->seed, mm->seed2);
 }

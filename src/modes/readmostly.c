@@ -88,7 +88,6 @@ typedef struct {
     rm_read *spare;  /* under mu: the rm_read the next promotion publishes */
     atomic_long live;
     mg_limbo *limbo;
-    uint64_t promotions;
 } rm_map;
 
 static inline rm_map *RM(mg_mmap *mm)
@@ -288,14 +287,14 @@ static void set_state_locked(rm_map *r, entry *e, unsigned state)
 static entry *lookup(rm_map *r, mg_map *m, const mg_kref *k)
 {
     uint64_t v;
-    if (mg__eng_do(m, r->base.bytes, MG_OP_GET, k, 0, 0, &v, NULL))
+    if (mg__eng_do(m, mg__mm_bytes(&r->base), MG_OP_GET, k, 0, 0, &v, NULL))
         return (entry *)(uintptr_t)v;
     return NULL;
 }
 
 static int insert(rm_map *r, mg_map *m, const mg_kref *k, entry *e)
 {
-    return mg__eng_do(m, r->base.bytes, MG_OP_PUT, k, (uint64_t)(uintptr_t)e, 0, NULL, NULL);
+    return mg__eng_do(m, mg__mm_bytes(&r->base), MG_OP_PUT, k, (uint64_t)(uintptr_t)e, 0, NULL, NULL);
 }
 
 static entry *new_entry(rm_map *r, uint64_t v)
@@ -317,7 +316,7 @@ static void free_entry(mg_mmap *mm, void *p, size_t size)
 static mg_kref key_of(const rm_map *r, const void *k, size_t len)
 {
     mg_kref kr = {0};
-    if (r->base.bytes) {
+    if (mg__mm_bytes(&r->base)) {
         kr.p = k;
         kr.len = len;
     } else {
@@ -400,7 +399,6 @@ static void promote_locked(rm_map *r)
     atomic_store_explicit(&r->read, nr, memory_order_release);
     r->dirty = NULL;
     r->misses = 0;
-    r->promotions++;
     old->successor = nr;
     mg__limbo_retire(r->limbo, old, sizeof *old, free_read, &old->pins);
 }
@@ -610,7 +608,7 @@ static entry *find_for_delete(rm_map *r, const mg_kref *k, bool remove, bool *sl
         if (!e && amended(rd)) {
             e = lookup(r, r->dirty, k);
             if (e && remove) {
-                mg__eng_do(r->dirty, r->base.bytes, MG_OP_DEL, k, 0, 0, NULL, NULL);
+                mg__eng_do(r->dirty, mg__mm_bytes(&r->base), MG_OP_DEL, k, 0, 0, NULL, NULL);
                 mg__limbo_retire(r->limbo, e, sizeof *e, free_entry, NULL);
             }
             miss_locked(r);
@@ -859,7 +857,6 @@ static void rm_destroy(mg_mmap *mm)
 }
 
 static const mg_mops rm_ops = {
-    .name = "readmostly",
     .destroy = rm_destroy,
     .put = rm_put,
     .get = rm_get,
@@ -874,20 +871,13 @@ static const mg_mops rm_ops = {
     .batch = NULL,
 };
 
-mg_mmap *mg__readmostly_new(const mg_options *o, size_t *size)
+mg_mmap *mg__readmostly_new(const mg_options *o)
 {
-    const mg_allocator *a = o->alloc ? o->alloc : &mg__sys_alloc;
-    rm_map *r = a->malloc(a->ctx, sizeof *r);
-    if (!r) {
-        errno = ENOMEM;
+    rm_map *r = (rm_map *)mg__mode_alloc(o, sizeof *r, &rm_ops);
+    if (!r)
         return NULL;
-    }
-    memset(r, 0, sizeof *r);
-    *size = sizeof *r;
     mg_spin_init(&r->mu);
     atomic_init(&r->live, 0);
-    if (mg__mode_init(&r->base, o, a, &rm_ops) != 0)
-        goto nomem;
     r->limbo = mg__limbo_new(&r->base);
     mg_map *m = r->limbo ? mg__eng_new(&r->base, 0) : NULL;
     rm_read *rd = m ? new_read(r, m) : NULL;

@@ -196,15 +196,12 @@ void mg__limbo_destroy(mg_limbo *l)
     if (!l)
         return;
     grace();
-    size_t n = 0, bytes = 0;
     mg_retired_item *it = l->head;
     while (it) { /* pins are zero now: the map is being freed */
         mg_retired_item *next = it->next;
         it->fn(l->mm, it->p, it->size);
         mg__mfree(l->mm, it, sizeof *it);
         it = next;
-        n++;
     }
-    (void)bytes;
     mg__mfree(l->mm, l, sizeof *l);
 }

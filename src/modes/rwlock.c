@@ -78,9 +78,9 @@ static inline rw_map *RW(mg_mmap *mm)
 static int do_read(rw_map *r, int op, const mg_kref *k, uint64_t *out)
 {
     if (mg__excl == &r->base)
-        return mg__eng_do(r->e, r->base.bytes, op, k, 0, 0, out, NULL);
+        return mg__eng_do(r->e, mg__mm_bytes(&r->base), op, k, 0, 0, out, NULL);
     mg_rslot *s = mg_bigrw_rdlock(&r->lock);
-    int rc = mg__eng_do(r->e, r->base.bytes, op, k, 0, 0, out, NULL);
+    int rc = mg__eng_do(r->e, mg__mm_bytes(&r->base), op, k, 0, 0, out, NULL);
     mg_bigrw_rdunlock(&r->lock, s);
     return rc;
 }
@@ -89,9 +89,9 @@ static int do_write(rw_map *r, int op, const mg_kref *k, uint64_t val, uint64_t 
                     uint64_t *out, bool *loaded)
 {
     if (mg__excl == &r->base)
-        return mg__eng_do(r->e, r->base.bytes, op, k, val, old, out, loaded);
+        return mg__eng_do(r->e, mg__mm_bytes(&r->base), op, k, val, old, out, loaded);
     mg_bigrw_wrlock(&r->lock);
-    int rc = mg__eng_do(r->e, r->base.bytes, op, k, val, old, out, loaded);
+    int rc = mg__eng_do(r->e, mg__mm_bytes(&r->base), op, k, val, old, out, loaded);
     mg_bigrw_wrunlock(&r->lock);
     return rc;
 }
@@ -220,7 +220,6 @@ static void rw_destroy(mg_mmap *mm)
 }
 
 static const mg_mops rw_ops = {
-    .name = "rwlock",
     .destroy = rw_destroy,
     .put = rw_put,
     .get = rw_get,
@@ -246,18 +245,11 @@ static unsigned reader_slots(void)
     return s;
 }
 
-mg_mmap *mg__rwlock_new(const mg_options *o, size_t *size)
+mg_mmap *mg__rwlock_new(const mg_options *o)
 {
-    const mg_allocator *a = o->alloc ? o->alloc : &mg__sys_alloc;
-    rw_map *r = a->malloc(a->ctx, sizeof *r);
-    if (!r) {
-        errno = ENOMEM;
+    rw_map *r = (rw_map *)mg__mode_alloc(o, sizeof *r, &rw_ops);
+    if (!r)
         return NULL;
-    }
-    memset(r, 0, sizeof *r);
-    *size = sizeof *r;
-    if (mg__mode_init(&r->base, o, a, &rw_ops) != 0)
-        goto nomem;
     r->lock.nslots = reader_slots();
     r->lock.slots_raw = mg__mmalloc(&r->base, slots_bytes(r));
     if (!r->lock.slots_raw)

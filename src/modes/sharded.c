@@ -99,7 +99,7 @@ static bool sh_get(mg_mmap *mm, const mg_kref *k, uint64_t *val)
     shard *sh = shard_of(s, k);
     uint64_t v;
     if (mg__excl == mm)
-        return mg__eng_do(sh->e, mm->bytes, MG_OP_GET, k, 0, 0, val, NULL) != 0;
+        return mg__eng_do(sh->e, mg__mm_bytes(mm), MG_OP_GET, k, 0, 0, val, NULL) != 0;
     unsigned n = 0;
     for (int tries = 0; tries < MG_OPT_TRIES; tries++) {
         unsigned q = atomic_load_explicit(&sh->seq, memory_order_acquire);
@@ -118,7 +118,7 @@ static bool sh_get(mg_mmap *mm, const mg_kref *k, uint64_t *val)
         }
     }
     mg_spin_lock(&sh->lock);
-    int rc = mg__eng_do(sh->e, mm->bytes, MG_OP_GET, k, 0, 0, val, NULL);
+    int rc = mg__eng_do(sh->e, mg__mm_bytes(mm), MG_OP_GET, k, 0, 0, val, NULL);
     mg_spin_unlock(&sh->lock);
     return rc != 0;
 }
@@ -128,9 +128,9 @@ static int sh_write(sh_map *s, int op, const mg_kref *k, uint64_t val, uint64_t 
 {
     shard *sh = shard_of(s, k);
     if (mg__excl == &s->base)
-        return mg__eng_do(sh->e, s->base.bytes, op, k, val, old, out, loaded);
+        return mg__eng_do(sh->e, mg__mm_bytes(&s->base), op, k, val, old, out, loaded);
     wr_lock(sh);
-    int rc = mg__eng_do(sh->e, s->base.bytes, op, k, val, old, out, loaded);
+    int rc = mg__eng_do(sh->e, mg__mm_bytes(&s->base), op, k, val, old, out, loaded);
     wr_unlock(sh);
     mg__limbo_poll(s->limbo);
     return rc;
@@ -295,7 +295,6 @@ static void sh_destroy(mg_mmap *mm)
 }
 
 static const mg_mops sh_ops = {
-    .name = "sharded",
     .destroy = sh_destroy,
     .put = sh_put,
     .get = sh_get,
@@ -336,7 +335,7 @@ static void eng_free(void *ctx, void *p, size_t n)
 #define MG_SHARDS_PER_CPU 64
 #define MG_SHARDS_MAX 65536u
 
-mg_mmap *mg__sharded_new(const mg_options *o, size_t *size)
+mg_mmap *mg__sharded_new(const mg_options *o)
 {
     unsigned want = o->shards;
     if (want == 0) {
@@ -352,18 +351,11 @@ mg_mmap *mg__sharded_new(const mg_options *o, size_t *size)
         n <<= 1;
         bits++;
     }
-    const mg_allocator *a = o->alloc ? o->alloc : &mg__sys_alloc;
-    sh_map *s = a->malloc(a->ctx, sizeof *s);
-    if (!s) {
-        errno = ENOMEM;
+    sh_map *s = (sh_map *)mg__mode_alloc(o, sizeof *s, &sh_ops);
+    if (!s)
         return NULL;
-    }
-    memset(s, 0, sizeof *s);
-    *size = sizeof *s;
     s->nshards = n;
     s->shift = 64 - bits;
-    if (mg__mode_init(&s->base, o, a, &sh_ops) != 0)
-        goto nomem;
     s->raw = mg__mmalloc(&s->base, raw_bytes(s));
     if (!s->raw)
         goto nomem;
@@ -372,7 +364,7 @@ mg_mmap *mg__sharded_new(const mg_options *o, size_t *size)
     s->limbo = mg__limbo_new(&s->base);
     if (!s->limbo)
         goto nomem;
-    s->under = *a;
+    s->under = s->base.hdr.alloc;
     s->engine = (mg_allocator){eng_malloc, eng_calloc, eng_free, s};
     s->base.inner.alloc = &s->engine;
     size_t hint = o->hint / n + (o->hint % n != 0);

@@ -93,7 +93,6 @@ typedef struct {
     sn_pending *pend;         /* under wmu: what the built one replaces */
     size_t npend, cappend;
     mg_limbo *limbo;
-    uint64_t published;
 } sn_map;
 
 static inline sn_map *SN(mg_mmap *mm)
@@ -157,14 +156,14 @@ static inline sn_head *ref_of(sn_head *n)
 
 static uint64_t slot_hash(const sn_map *s, uint64_t key)
 {
-    if (s->base.bytes)
+    if (mg__mm_bytes(&s->base))
         return ((const sn_blob *)(uintptr_t)key)->hash;
     return mg__mode_hash(&s->base, &(mg_kref){.u = key});
 }
 
 static inline bool key_eq(const sn_map *s, uint64_t stored, uint64_t h, const mg_kref *k)
 {
-    if (!s->base.bytes)
+    if (!mg__mm_bytes(&s->base))
         return stored == k->u;
     const sn_blob *b = (const sn_blob *)(uintptr_t)stored;
     return b->hash == h && b->len == k->len && (k->len == 0 || memcmp(b->data, k->p, k->len) == 0);
@@ -265,7 +264,7 @@ static void free_tree_rec(mg_mmap *mm, sn_head *n)
     if (!n)
         return;
     if (is_leaf(n)) {
-        if (((sn_map *)mm)->base.bytes)
+        if (mg__mm_bytes(mm))
             for (uint32_t i = 0; i < n->cap; i++)
                 if (tags(n)[i]) {
                     sn_blob *b = (sn_blob *)(uintptr_t)slots(n)[i].key;
@@ -350,7 +349,6 @@ static void commit(sn_map *s)
         return;
     }
     atomic_store_explicit(&s->cur, w, memory_order_release);
-    s->published++;
     /* The replaced nodes first, the old root (whose pin count they use) last. */
     for (size_t i = 0; i < s->npend; i++)
         mg__limbo_retire(s->limbo, s->pend[i].p, s->pend[i].size, s->pend[i].fn, &old->pins);
@@ -404,7 +402,7 @@ static int apply(sn_map *s, int op, const mg_kref *k, uint64_t val, uint64_t *ol
     for (int d = 0; ok && d < depth; d++)
         if (path[d]->h.ver != w->ver)
             ok = (copies[d] = inner_new(s, w->ver)) != NULL;
-    if (ok && insert && s->base.bytes) {
+    if (ok && insert && mg__mm_bytes(&s->base)) {
         ok = (blob = mg__mmalloc(&s->base, blob_size(k->len))) != NULL;
         if (ok) {
             w->bytes += blob_size(k->len);
@@ -447,7 +445,7 @@ static int apply(sn_map *s, int op, const mg_kref *k, uint64_t val, uint64_t *ol
     /* 2. Build what replaces n (repl); nothing can fail from here on. */
     uint64_t newkey = blob ? (uint64_t)(uintptr_t)blob : k->u;
     sn_head *repl;
-    if (op == W_DEL && s->base.bytes) { /* the deleted key goes with this version */
+    if (op == W_DEL && mg__mm_bytes(&s->base)) { /* the deleted key goes with this version */
         sn_blob *b = (sn_blob *)(uintptr_t)slots(n)[at].key;
         w->bytes -= blob_size(b->len);
         s->pend[s->npend++] = (sn_pending){b, blob_size(b->len), free_mem};
@@ -776,7 +774,7 @@ static bool sn_iter_next(mg_mmap *mm, mg_miter *it, const void **key, size_t *le
                     continue;
                 sn_slot *sl = &slots(l)[i];
                 it->engine[0] = i + 1;
-                if (s->base.bytes) {
+                if (mg__mm_bytes(&s->base)) {
                     sn_blob *b = (sn_blob *)(uintptr_t)sl->key;
                     *key = b->data;
                     *len = b->len;
@@ -864,7 +862,6 @@ static void sn_destroy(mg_mmap *mm)
 }
 
 static const mg_mops sn_ops = {
-    .name = "snapshot",
     .destroy = sn_destroy,
     .put = sn_put,
     .get = sn_get,
@@ -879,19 +876,12 @@ static const mg_mops sn_ops = {
     .batch = sn_batch,
 };
 
-mg_mmap *mg__snapshot_new(const mg_options *o, size_t *size)
+mg_mmap *mg__snapshot_new(const mg_options *o)
 {
-    const mg_allocator *a = o->alloc ? o->alloc : &mg__sys_alloc;
-    sn_map *s = a->malloc(a->ctx, sizeof *s);
-    if (!s) {
-        errno = ENOMEM;
+    sn_map *s = (sn_map *)mg__mode_alloc(o, sizeof *s, &sn_ops);
+    if (!s)
         return NULL;
-    }
-    memset(s, 0, sizeof *s);
-    *size = sizeof *s;
     mg_spin_init(&s->wmu);
-    if (mg__mode_init(&s->base, o, a, &sn_ops) != 0)
-        goto nomem;
     s->limbo = mg__limbo_new(&s->base);
     sn_root *r = s->limbo ? mg__mmalloc(&s->base, sizeof *r) : NULL;
     if (!r)

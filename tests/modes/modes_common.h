@@ -296,4 +296,74 @@ static inline void cc_free(void *ctx, void *p, size_t size)
     free(p);
 }
 
+/* ---- the case table and command line, shared by both programs ---------- */
+/* A case runs once per mode in its `modes` mask (bit i: modes_all[i]); its
+ * ctest name is NAME_MODE. */
+typedef struct {
+    const char *name;
+    void (*fn)(const mode_info *);
+    unsigned modes;
+} mode_case;
+
+/* --check NAME...: the build's list of cases is exactly ours. */
+static inline int mode_cases_check(const mode_case *cases, const char *prog, int n,
+                                   char **names)
+{
+    int bad = 0, ours = 0;
+    for (const mode_case *c = cases; c->name; c++) {
+        for (size_t mi = 0; mi < N_MODES; mi++) {
+            if (!(c->modes & (1u << mi)))
+                continue;
+            char full[64];
+            snprintf(full, sizeof full, "%s_%s", c->name, modes_all[mi].name);
+            ours++;
+            int found = 0;
+            for (int j = 0; j < n; j++)
+                found += strcmp(names[j], full) == 0;
+            if (found != 1) {
+                fprintf(stderr, "case %s is listed %d times in the build\n", full, found);
+                bad = 1;
+            }
+        }
+    }
+    if (n != ours) {
+        fprintf(stderr, "the build lists %d cases, %s has %d\n", n, prog, ours);
+        bad = 1;
+    }
+    return bad;
+}
+
+/* PROG [CASE|all|list|--check NAME...]: run one case, all, or list them.
+ * `banner` is printed after the case's name when it starts. */
+static inline int mode_cases_main(const mode_case *cases, const char *prog,
+                                  const char *banner, int argc, char **argv)
+{
+    const char *want = argc > 1 ? argv[1] : "all";
+    if (strcmp(want, "--check") == 0)
+        return mode_cases_check(cases, prog, argc - 2, argv + 2);
+    int ran = 0;
+    for (const mode_case *c = cases; c->name; c++) {
+        for (size_t mi = 0; mi < N_MODES; mi++) {
+            if (!(c->modes & (1u << mi)))
+                continue;
+            char full[64];
+            snprintf(full, sizeof full, "%s_%s", c->name, modes_all[mi].name);
+            if (strcmp(want, "list") == 0) {
+                printf("%s\n", full);
+                continue;
+            }
+            if (strcmp(want, "all") != 0 && strcmp(want, full) != 0)
+                continue;
+            fprintf(stderr, "-- %s %s\n", full, banner);
+            c->fn(&modes_all[mi]);
+            ran++;
+        }
+    }
+    if (ran == 0 && strcmp(want, "list") != 0) {
+        fprintf(stderr, "no such case: %s (try: %s list)\n", want, prog);
+        return 2;
+    }
+    return 0;
+}
+
 #endif

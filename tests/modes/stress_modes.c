@@ -87,6 +87,26 @@ typedef struct {
     bool bytes; /* the map of the current op */
 } mx_thread;
 
+/* The index of a key an mg_range or mg_iter produced; fails on a key no
+ * thread stored, and on a key produced twice unless the mode allows it (a
+ * key another thread deleted and put back is a new entry: mapguard.h, the
+ * (*) rows).  *again says it was seen before. */
+static uint64_t visit_key(const mode_info *mi, bool bytes, const char *how,
+                          unsigned char *seen, uint64_t nkeys, const void *k, size_t klen,
+                          bool *again)
+{
+    uint64_t i = key_index(bytes, k, klen);
+    if (i >= nkeys)
+        T_FAIL("%s: %s produced a key no thread stored", mi->name, how);
+    *again = seen[i] != 0;
+    unsigned bit = strcmp(how, "mg_iter") == 0 ? 2u : 1u;
+    if (*again && !(mi->conc_reinsert & bit))
+        T_FAIL("%s %s map: %s produced key %llu twice", mi->name, bytes ? "byte-key" : "u64",
+               how, (unsigned long long)i);
+    seen[i] = 1;
+    return i;
+}
+
 /* Values stored for key i carry i in their high half. */
 static uint64_t mx_val(mx_thread *t, uint64_t i)
 {
@@ -109,21 +129,10 @@ typedef struct {
 
 static void mx_visit_one(mx_visit *vs, const void *k, size_t klen, uint64_t v)
 {
-    uint64_t i = key_index(vs->t->bytes, k, klen);
-    if (i >= MX_K)
-        T_FAIL("%s: %s produced a key no thread stored", vs->t->sh->mi->name, vs->how);
-    if (vs->seen[i]) {
-        /* Allowed only where the mode says a key another thread deleted
-         * and put back is a new entry (mapguard.h, the (*) rows). */
-        unsigned bit = strcmp(vs->how, "mg_iter") == 0 ? 2u : 1u;
-        if (!(vs->t->sh->mi->conc_reinsert & bit))
-            T_FAIL("%s %s map: %s produced key %llu twice", vs->t->sh->mi->name,
-                   vs->t->bytes ? "byte-key" : "u64", vs->how, (unsigned long long)i);
-        mx_check(vs->t, vs->how, i, v);
-        return;
-    }
-    vs->seen[i] = 1;
-    vs->n++;
+    bool again;
+    uint64_t i = visit_key(vs->t->sh->mi, vs->t->bytes, vs->how, vs->seen, MX_K, k, klen,
+                           &again);
+    vs->n += !again;
     mx_check(vs->t, vs->how, i, v);
 }
 static int mx_range_fn(const void *k, size_t klen, uint64_t v, void *arg)
@@ -582,16 +591,9 @@ typedef struct {
 
 static void rd_visit_one(rd_visit *vs, const void *k, size_t klen, uint64_t v)
 {
-    uint64_t i = key_index(vs->t->bytes, k, klen);
-    if (i >= RD_K)
-        T_FAIL("%s: %s produced a key no writer stored", vs->t->sh->mi->name, vs->how);
-    if (vs->seen[i]) {
-        unsigned bit = strcmp(vs->how, "mg_iter") == 0 ? 2u : 1u;
-        if (!(vs->t->sh->mi->conc_reinsert & bit))
-            T_FAIL("%s %s map: %s produced key %llu twice", vs->t->sh->mi->name,
-                   vs->t->bytes ? "byte-key" : "u64", vs->how, (unsigned long long)i);
-    }
-    vs->seen[i] = 1;
+    bool again;
+    uint64_t i = visit_key(vs->t->sh->mi, vs->t->bytes, vs->how, vs->seen, RD_K, k, klen,
+                           &again);
     rd_check(vs->t, vs->how, i, v);
 }
 static int rd_range_fn(const void *k, size_t klen, uint64_t v, void *arg)
@@ -882,13 +884,8 @@ static void c_shutdown(const mode_info *mi)
 #define M_CONC (M_RWLOCK | M_SHARDED | M_READMOSTLY | M_SNAPSHOT | M_ACTOR)
 #define M_BATCH (M_RWLOCK | M_SHARDED | M_SNAPSHOT | M_ACTOR)
 
-typedef struct {
-    const char *name;
-    void (*fn)(const mode_info *);
-    unsigned modes;
-} scase;
 
-static const scase cases[] = {
+static const mode_case cases[] = {
     {"mixed", c_mixed, M_CONC},
     {"counters", c_counters, M_CONC},
     {"batch_counters", c_batch_counters, M_BATCH},
@@ -896,33 +893,6 @@ static const scase cases[] = {
     {"shutdown", c_shutdown, M_CONC},
     {NULL, NULL, 0},
 };
-
-/* --check NAME...: the build's list of cases is exactly ours. */
-static int check_list(int n, char **names)
-{
-    int bad = 0, ours = 0;
-    for (const scase *c = cases; c->name; c++) {
-        for (size_t mi = 0; mi < N_MODES; mi++) {
-            if (!(c->modes & (1u << mi)))
-                continue;
-            char full[64];
-            snprintf(full, sizeof full, "%s_%s", c->name, modes_all[mi].name);
-            ours++;
-            int found = 0;
-            for (int j = 0; j < n; j++)
-                found += strcmp(names[j], full) == 0;
-            if (found != 1) {
-                fprintf(stderr, "case %s is listed %d times in the build\n", full, found);
-                bad = 1;
-            }
-        }
-    }
-    if (n != ours) {
-        fprintf(stderr, "the build lists %d cases, stress_modes has %d\n", n, ours);
-        bad = 1;
-    }
-    return bad;
-}
 
 int main(int argc, char **argv)
 {
@@ -935,31 +905,8 @@ int main(int argc, char **argv)
     e = getenv("MG_STRESS_SCALE");
     if (e && *e)
         stress_scale = strtod(e, NULL);
-    const char *want = argc > 1 ? argv[1] : "all";
-    if (strcmp(want, "--check") == 0)
-        return check_list(argc - 2, argv + 2);
-    int ran = 0;
-    for (const scase *c = cases; c->name; c++) {
-        for (size_t mi = 0; mi < N_MODES; mi++) {
-            if (!(c->modes & (1u << mi)))
-                continue;
-            char full[64];
-            snprintf(full, sizeof full, "%s_%s", c->name, modes_all[mi].name);
-            if (strcmp(want, "list") == 0) {
-                printf("%s\n", full);
-                continue;
-            }
-            if (strcmp(want, "all") != 0 && strcmp(want, full) != 0)
-                continue;
-            fprintf(stderr, "-- %s (seed %llu, %u ms)\n", full,
-                    (unsigned long long)base_seed, stress_ms);
-            c->fn(&modes_all[mi]);
-            ran++;
-        }
-    }
-    if (ran == 0 && strcmp(want, "list") != 0) {
-        fprintf(stderr, "no such case: %s (try: stress_modes list)\n", want);
-        return 2;
-    }
-    return 0;
+    char banner[96];
+    snprintf(banner, sizeof banner, "(seed %llu, %u ms)", (unsigned long long)base_seed,
+             stress_ms);
+    return mode_cases_main(cases, "stress_modes", banner, argc, argv);
 }

@@ -1566,13 +1566,8 @@ static void c_snapshot_prefix(const mode_info *mi)
 #define M_ALL 0x3fu
 #define M_BATCH (M_RWLOCK | M_SHARDED | M_SNAPSHOT | M_ACTOR)
 
-typedef struct {
-    const char *name;
-    void (*fn)(const mode_info *);
-    unsigned modes;
-} mcase;
 
-static const mcase cases[] = {
+static const mode_case cases[] = {
     {"model", c_model, M_ALL},
     {"extras", c_extras, M_ALL},
     {"batch", c_batch, M_ALL},
@@ -1586,62 +1581,12 @@ static const mcase cases[] = {
     {NULL, NULL, 0},
 };
 
-/* --check NAME...: the build's list of cases is exactly ours. */
-static int check_list(int n, char **names)
-{
-    int bad = 0, ours = 0;
-    for (const mcase *c = cases; c->name; c++) {
-        for (size_t mi = 0; mi < N_MODES; mi++) {
-            if (!(c->modes & (1u << mi)))
-                continue;
-            char full[64];
-            snprintf(full, sizeof full, "%s_%s", c->name, modes_all[mi].name);
-            ours++;
-            int found = 0;
-            for (int j = 0; j < n; j++)
-                found += strcmp(names[j], full) == 0;
-            if (found != 1) {
-                fprintf(stderr, "case %s is listed %d times in the build\n", full, found);
-                bad = 1;
-            }
-        }
-    }
-    if (n != ours) {
-        fprintf(stderr, "the build lists %d cases, test_modes has %d\n", n, ours);
-        bad = 1;
-    }
-    return bad;
-}
-
 int main(int argc, char **argv)
 {
     setvbuf(stderr, NULL, _IOLBF, 0);
     if (argc > 2)
         base_seed = strtoull(argv[2], NULL, 10);
-    const char *want = argc > 1 ? argv[1] : "all";
-    if (strcmp(want, "--check") == 0)
-        return check_list(argc - 2, argv + 2);
-    int ran = 0;
-    for (const mcase *c = cases; c->name; c++) {
-        for (size_t mi = 0; mi < N_MODES; mi++) {
-            if (!(c->modes & (1u << mi)))
-                continue;
-            char full[64];
-            snprintf(full, sizeof full, "%s_%s", c->name, modes_all[mi].name);
-            if (strcmp(want, "list") == 0) {
-                printf("%s\n", full);
-                continue;
-            }
-            if (strcmp(want, "all") != 0 && strcmp(want, full) != 0)
-                continue;
-            fprintf(stderr, "-- %s (seed %llu)\n", full, (unsigned long long)base_seed);
-            c->fn(&modes_all[mi]);
-            ran++;
-        }
-    }
-    if (ran == 0 && strcmp(want, "list") != 0) {
-        fprintf(stderr, "no such case: %s (try: test_modes list)\n", want);
-        return 2;
-    }
-    return 0;
+    char banner[64];
+    snprintf(banner, sizeof banner, "(seed %llu)", (unsigned long long)base_seed);
+    return mode_cases_main(cases, "test_modes", banner, argc, argv);
 }
