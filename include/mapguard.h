@@ -52,7 +52,9 @@ extern "C" {
     XX(MG_ENOTSUP, -3, "operation not supported by this map's mode")          \
     XX(MG_EKEYLEN, -4, "key too long (more than MG_KEY_MAX bytes)")           \
     XX(MG_ENOENT, -5, "no such key")                                          \
-    XX(MG_EOVERFLOW, -6, "size would overflow")
+    XX(MG_EOVERFLOW, -6, "size would overflow")                               \
+    XX(MG_EIO, -7, "input/output error (see errno)")                          \
+    XX(MG_EBUSY, -8, "already running")
 
 typedef enum {
 #define MG__STATUS_ENUM(name, value, msg) name = (value),
@@ -368,15 +370,59 @@ typedef enum {
 /* Returns: the message of a fatal kind ("concurrent map writes"). */
 MG_API const char *mg_fatal_message(mg_fatal_kind kind);
 
-/* Called once, before the report is printed, from the thread that detected
- * the misuse.  It may flush logs; it cannot cancel the abort.  The map may
- * be NULL or not safe to read.  msg is the line after "fatal error: ". */
-typedef void (*mg_fatal_hook)(mg_fatal_kind kind, const char *msg,
-                              const char *map_name, void *arg);
+/* What a fatal hook is told.  Every pointer is valid only during the call. */
+typedef struct {
+    mg_fatal_kind kind;
+    const char *msg;         /* the line after "fatal error: " */
+    const void *map;         /* may be NULL, or not safe to read */
+    const char *map_name;    /* NULL when unknown or unnamed */
+    long tid;                /* the thread that detected the misuse */
+    long other_tid;          /* the thread that held the map; 0 if none */
+    const char *traceparent; /* the detecting thread's W3C traceparent, or NULL */
+    const char *report;      /* the whole text report, as printed */
+    const char *json;        /* the report as one JSON object (OpenTelemetry
+                                exception attributes) */
+} mg_fatal_info;
+
+/* Called once, after the report is printed and before the process ends,
+ * from the thread that detected the misuse.  It may flush logs or emit a
+ * span event; it cannot cancel the abort, and must not use the map.  A
+ * fatal inside the hook does not call it again. */
+typedef void (*mg_fatal_hook)(const mg_fatal_info *info, void *arg);
 
 /* Install (or, with hook == NULL, remove) the process-wide fatal hook.
  * Returns: the previous hook.  Thread safety: any thread. */
 MG_API mg_fatal_hook mg_on_fatal(mg_fatal_hook hook, void *arg);
+
+/* Set the calling thread's W3C trace context (a `traceparent` header value,
+ * "00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>"), carried by
+ * that thread's fatal report, JSON and hook.  NULL clears it.
+ * Returns: MG_OK; MG_EINVAL for a malformed value, which is not used (the
+ *   previous context stays).  Thread safety: any thread (per thread). */
+MG_API int mg_set_traceparent(const char *traceparent);
+
+/* ------------------------------------------------------------------------ */
+/* Metrics and tracing                                                      */
+/* ------------------------------------------------------------------------ */
+
+/* Render every named map (maps register themselves in mg_new when given a
+ * name, and leave in mg_free) in the Prometheus text exposition format
+ * 0.0.4 into buf: at most cap bytes, always NUL-terminated when cap > 0.
+ * Returns: the length the whole text needs (without the NUL), like
+ *   snprintf: a result >= cap means the text was cut; call again with a
+ *   larger buffer.  Thread safety: any thread, while maps are in use. */
+MG_API size_t mg_metrics_render(char *buf, size_t cap);
+
+/* Write the growth timeline (grow, evacuation, shrink, promotion and
+ * snapshot events of every map) to path as Chrome Trace Event JSON, which
+ * Perfetto and chrome://tracing open.  MAPGUARD_TRACE=path in the
+ * environment does the same from the first mg_new.
+ * Returns: MG_OK; MG_EINVAL (NULL path); MG_EBUSY (a trace is running);
+ *   MG_EIO (the file cannot be created).  Thread safety: any thread. */
+MG_API int mg_trace_start(const char *path);
+/* Finish the trace file (it is valid JSON after this).  Returns: MG_OK;
+ *   MG_EINVAL when no trace runs; MG_EIO when a write failed. */
+MG_API int mg_trace_stop(void);
 
 #ifdef __cplusplus
 }

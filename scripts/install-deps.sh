@@ -5,7 +5,8 @@
 set -eu
 
 PKGS="cmake make gcc g++ libc6-dev clang libclang-rt-14-dev pkg-config libxxhash-dev \
-libabsl-dev golang-go binutils liburcu-dev libcuckoo-dev gnuplot-nox valgrind"
+libabsl-dev golang-go binutils liburcu-dev libcuckoo-dev gnuplot-nox valgrind \
+libmicrohttpd-dev prometheus systemtap-sdt-dev bpftrace libdw-dev elfutils curl jq"
 
 missing=""
 for p in $PKGS; do

@@ -133,9 +133,12 @@ static _Noreturn void report(mg_fatal_kind kind, const mg_map *m, const char *de
     }
     const char *msg = mg_fatal_message(kind);
     mg_fatal_hook hook = atomic_load(&user_hook);
-    if (hook)
-        hook(kind, msg, header_readable(m) && m->name ? m->name : NULL,
-             atomic_load(&user_hook_arg));
+    if (hook) {
+        mg_fatal_info info = {.kind = kind, .msg = msg, .map = m,
+                              .map_name = header_readable(m) && m->name ? m->name : NULL,
+                              .tid = (long)syscall(SYS_gettid)};
+        hook(&info, atomic_load(&user_hook_arg));
+    }
     out("fatal error: %s\n\n", msg);
     if (detail)
         out("%s\n", detail);

@@ -546,9 +546,10 @@ typedef struct {
 static hook_record *rec; /* MAP_SHARED: the child writes, the parent reads */
 static int hook_arg;
 
-static void record_hook(mg_fatal_kind kind, const char *msg, const char *map_name,
-                        void *arg)
+static void record_hook(const mg_fatal_info *info, void *arg)
 {
+    mg_fatal_kind kind = info->kind;
+    const char *msg = info->msg, *map_name = info->map_name;
     if (atomic_fetch_add(&rec->calls, 1) != 0)
         return;
     rec->kind = (int)kind;
@@ -557,18 +558,16 @@ static void record_hook(mg_fatal_kind kind, const char *msg, const char *map_nam
     snprintf(rec->name, sizeof rec->name, "%s", map_name ? map_name : "");
     rec->arg_ok = arg == &hook_arg;
 }
-static void printing_hook(mg_fatal_kind kind, const char *msg, const char *map_name,
-                          void *arg)
+static void printing_hook(const mg_fatal_info *info, void *arg)
 {
-    record_hook(kind, msg, map_name, arg);
+    record_hook(info, arg);
     static const char line[] = "HOOK RAN\n";
     ssize_t w = write(STDERR_FILENO, line, sizeof line - 1);
     (void)w;
 }
-static void misusing_hook(mg_fatal_kind kind, const char *msg, const char *map_name,
-                          void *arg)
+static void misusing_hook(const mg_fatal_info *info, void *arg)
 {
-    record_hook(kind, msg, map_name, arg);
+    record_hook(info, arg);
     mg_put_u64(NULL, 1, 1); /* a second misuse from inside the hook */
 }
 

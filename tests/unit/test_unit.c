@@ -1630,7 +1630,8 @@ static void t_status_strings(void)
     } codes[] = {{MG_OK, "MG_OK"},         {MG_ENOMEM, "MG_ENOMEM"},
                  {MG_EINVAL, "MG_EINVAL"}, {MG_ENOTSUP, "MG_ENOTSUP"},
                  {MG_EKEYLEN, "MG_EKEYLEN"}, {MG_ENOENT, "MG_ENOENT"},
-                 {MG_EOVERFLOW, "MG_EOVERFLOW"}};
+                 {MG_EOVERFLOW, "MG_EOVERFLOW"}, {MG_EIO, "MG_EIO"},
+                 {MG_EBUSY, "MG_EBUSY"}};
     size_t n = sizeof codes / sizeof codes[0];
     for (size_t i = 0; i < n; i++) {
         T_STREQ(mg_status_name(codes[i].code), codes[i].name);

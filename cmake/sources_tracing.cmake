@@ -1,0 +1,2 @@
+# The tracing part of the observability layer: sources and link libraries
+# (appended to MG_SOURCES, MG_LINK_LIBS, MG_INCLUDE_DIRS).
