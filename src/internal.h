@@ -23,6 +23,16 @@
  * restores cost ~16 instructions per lookup (callgrind). */
 #define MG_HOT_INLINE inline __attribute__((always_inline))
 
+/* The engine's read paths (lookups, iteration steps, stats) are placed in
+ * their own text section, so a fault there can be told apart from any
+ * other: a read that overlaps a write may touch memory the writer just
+ * freed, and guard.c's SIGSEGV/SIGBUS handler turns such a fault into the
+ * "concurrent map read and map write" report instead of a bare crash.
+ * The linker defines the bounds below; the hot path pays nothing. */
+#define MG_READ_TEXT __attribute__((section("mapguard_read")))
+extern const char __start_mapguard_read[] __attribute__((visibility("hidden")));
+extern const char __stop_mapguard_read[] __attribute__((visibility("hidden")));
+
 /* Cheap assertions: checked in debug builds, type-checked always. */
 #ifdef MG_DEBUG
 #define MG_ASSERT(x) ((x) ? (void)0 : mg__internal_error(#x, __FILE__, __LINE__))
@@ -146,7 +156,9 @@ struct mg_map {
     uint8_t grow;           /* MG_GROW_* while oldbuckets != NULL */
     uint8_t keykind;
     uint8_t hintB;          /* B asked for by the hint: the shrink floor */
-    uint32_t pad_;
+    uint8_t oldB;           /* B of oldbuckets while growing (for samples) */
+    uint8_t pad8_;
+    uint16_t pad16_;
     size_t nevacuate;       /* 64: old buckets (groups when shrinking) below are done */
     /* Cold. */
     atomic_uint iterators;  /* live iterators (Go: iterator|oldIterator flags) */
@@ -155,10 +167,26 @@ struct mg_map {
     struct mg_retired *retire; /* big blocks being unmapped piece by piece */
     size_t keybytes;        /* bytes held by byte keys */
     uint64_t grows_total, same_size_grows_total, shrinks_total;
+    /* Published for samples (see MG_PUB): overflow buckets and bytes of the
+     * bucket arrays (buckets + oldbuckets), kept by mg__pub_tables. */
+    size_t pub_noverflow, pub_tablebytes;
     mg_allocator alloc;
     bool custom_alloc;
     char *name;
 };
+
+/* Fields a metrics sample reads while the map's writer runs (count, B,
+ * grow, oldB, nevacuate, the *_total counters, keybytes, pub_*) are stored
+ * by the writer with relaxed atomic stores and loaded by the sampler with
+ * relaxed loads (mg__eng_sample): on x86-64 and arm64 the store is a plain
+ * mov, and no line a reader uses is written.  The writer's own reads of
+ * them stay plain (nobody else writes them). */
+#ifndef MG_NO_OBSERVE
+#define MG_PUB(field, v) __atomic_store_n(&(field), (v), __ATOMIC_RELAXED)
+#else
+#define MG_PUB(field, v) ((field) = (v))
+#endif
+#define MG_PUB_LOAD(field) __atomic_load_n(&(field), __ATOMIC_RELAXED)
 
 /* ---- memory ------------------------------------------------------------ */
 extern const mg_allocator mg__sys_alloc; /* the C library's (large blocks: mmap) */
@@ -181,6 +209,12 @@ void mg__table_unref(mg_map *m, mg_table *t);
 void mg__iterators_done(mg_map *m);
 bool mg__lookup_slot(mg_map *m, uint64_t hash, uint64_t key, const void *kb,
                      size_t klen, mg_slot **out);
+
+/* A mode map's metrics sample (modes/mode.c; obs/obs.h). */
+struct mg_metric_sample;
+void mg__mode_sample(const mg_map *m, struct mg_metric_sample *s);
+/* Stats of an engine map from any thread, while it is in use (map.c). */
+void mg__eng_sample(const mg_map *m, mg_stats *out);
 
 /* Lookup racing a writer; see map.c.  1 found, 0 absent, -1 retry locked. */
 int mg__find_optimistic(const mg_map *m, uint64_t key, const void *kb, size_t klen,

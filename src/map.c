@@ -176,6 +176,8 @@
  *   I8. The stored hash of a byte key is the hash of its bytes.
  */
 #include "internal.h"
+#include "obs/events.h"
+#include "obs/obs.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -436,6 +438,22 @@ void mg__table_unref(mg_map *m, mg_table *t)
 }
 
 /* Make sure t can hand out `need` overflow buckets without allocating. */
+/* Publish the bucket arrays' overflow count and bytes for samples. */
+static void pub_tables(mg_map *m)
+{
+    size_t n = 0, bytes = 0;
+    if (m->buckets) {
+        n += m->buckets->noverflow;
+        bytes += m->buckets->bytes;
+    }
+    if (m->oldbuckets) {
+        n += m->oldbuckets->noverflow;
+        bytes += m->oldbuckets->bytes;
+    }
+    MG_PUB(m->pub_noverflow, n);
+    MG_PUB(m->pub_tablebytes, bytes);
+}
+
 static bool pool_reserve(mg_map *m, mg_table *t, size_t need)
 {
     if (t->pool_n >= need)
@@ -454,6 +472,7 @@ static bool pool_reserve(mg_map *m, mg_table *t, size_t need)
     /* The unused rest of the previous chunk is abandoned (it is small). */
     t->pool = c->b;
     t->pool_n = n;
+    pub_tables(m);
     return true;
 }
 
@@ -519,7 +538,7 @@ static void bkey_release(mg_map *m, uint64_t stored)
         m->dead = bk;
         return;
     }
-    m->keybytes -= bkey_size(bk->len);
+    MG_PUB(m->keybytes, m->keybytes - bkey_size(bk->len));
     mg__free(m, bk, bkey_size(bk->len));
 }
 
@@ -530,7 +549,7 @@ static void dead_flush(mg_map *m)
     m->dead = NULL;
     while (d) {
         mg_bkey *next = d->dead;
-        m->keybytes -= bkey_size(d->len);
+        MG_PUB(m->keybytes, m->keybytes - bkey_size(d->len));
         mg__free(m, d, bkey_size(d->len));
         d = next;
     }
@@ -660,16 +679,18 @@ static void grow_finish(mg_map *m)
 {
     mg_table *old = m->oldbuckets;
     m->oldbuckets = NULL;
-    m->grow = MG_GROW_NONE;
-    m->nevacuate = 0;
+    MG_PUB(m->grow, MG_GROW_NONE);
+    MG_PUB(m->nevacuate, 0);
     table_unref(m, old, true);
+    pub_tables(m);
+    MG_EV_GROW_DONE(m, m->B);
 }
 
 /* Go: advanceEvacuationMark. */
 static size_t next_mark(const mg_map *m, size_t from);
 static void advance_mark(mg_map *m)
 {
-    m->nevacuate = next_mark(m, m->nevacuate);
+    MG_PUB(m->nevacuate, next_mark(m, m->nevacuate));
     if (m->nevacuate == evac_units(m))
         grow_finish(m);
 }
@@ -700,6 +721,8 @@ static void evacuate(mg_map *m, size_t u)
             dest_finish(&x);
             break;
         }
+        pub_tables(m); /* evacuation may have taken overflow buckets */
+        MG_EV_EVACUATE(m, u);
     }
     if (u == m->nevacuate)
         advance_mark(m);
@@ -761,22 +784,25 @@ static int hash_grow(mg_map *m, uint64_t hash)
     uint8_t oldB = m->B;
     MG_PUBLISH(m->oldbuckets, t);
     MG_PUBLISH(m->buckets, nt);
-    m->B = (uint8_t)nb;
-    m->nevacuate = 0;
-    m->grow = same ? MG_GROW_SAME : MG_GROW_DOUBLE;
+    MG_PUB(m->oldB, oldB);
+    MG_PUB(m->B, (uint8_t)nb);
+    MG_PUB(m->nevacuate, 0);
+    MG_PUB(m->grow, same ? MG_GROW_SAME : MG_GROW_DOUBLE);
     /* What the first growWork and the insert need, or undo. */
     if (!grow_reserve(m, hash & mg__bucket_mask(nb), 1, true)) {
         MG_PUBLISH(m->oldbuckets, NULL);
         MG_PUBLISH(m->buckets, t);
-        m->B = oldB;
-        m->grow = MG_GROW_NONE;
+        MG_PUB(m->B, oldB);
+        MG_PUB(m->grow, MG_GROW_NONE);
         table_free(m, nt, false);
         return MG_ENOMEM;
     }
     if (same)
-        m->same_size_grows_total++;
+        MG_PUB(m->same_size_grows_total, m->same_size_grows_total + 1);
     else
-        m->grows_total++;
+        MG_PUB(m->grows_total, m->grows_total + 1);
+    pub_tables(m);
+    MG_EV_GROW_START(m, oldB, nb, same);
     return MG_OK;
 }
 
@@ -793,10 +819,14 @@ static void maybe_shrink(mg_map *m)
         return; /* no memory: stay big, try again on a later delete */
     MG_PUBLISH(m->oldbuckets, m->buckets);
     MG_PUBLISH(m->buckets, nt);
-    m->B = (uint8_t)nb;
-    m->nevacuate = 0;
-    m->grow = MG_GROW_SHRINK;
-    m->shrinks_total++;
+    uint8_t oldB = m->B;
+    MG_PUB(m->oldB, oldB);
+    MG_PUB(m->B, (uint8_t)nb);
+    MG_PUB(m->nevacuate, 0);
+    MG_PUB(m->grow, MG_GROW_SHRINK);
+    MG_PUB(m->shrinks_total, m->shrinks_total + 1);
+    pub_tables(m);
+    MG_EV_SHRINK(m, oldB, nb);
 }
 
 /* S4: drop every bucket array; the next insert allocates at the hint's B. */
@@ -806,9 +836,10 @@ static void reset_tables(mg_map *m)
     table_unref(m, m->buckets, true);
     m->oldbuckets = NULL;
     m->buckets = NULL;
-    m->grow = MG_GROW_NONE;
-    m->nevacuate = 0;
-    m->B = m->hintB;
+    MG_PUB(m->grow, MG_GROW_NONE);
+    MG_PUB(m->nevacuate, 0);
+    MG_PUB(m->B, m->hintB);
+    pub_tables(m);
 }
 
 /* ---------------------------------------------------------------------------
@@ -958,6 +989,7 @@ static MG_HOT_INLINE int assign(mg_map *m, uint64_t hash, uint64_t key, const vo
         if (!t)
             return MG_ENOMEM;
         MG_PUBLISH(m->buckets, t);
+        pub_tables(m);
     }
     uint8_t top = mg__tophash(hash);
 again:;
@@ -1011,6 +1043,8 @@ again:;
             return MG_ENOMEM;
         mg_ovf *o = pool_take(t);
         MG_PUBLISH(*b.ov, o);
+        pub_tables(m);
+        MG_EV_OVERFLOW(m, m->pub_noverflow);
         insth = &o->tophash;
         inss = o->slots;
         insi = 0;
@@ -1018,7 +1052,7 @@ again:;
     inss[insi].key = key;
     inss[insi].val = val;
     *insth = mg__th_set(*insth, insi, top);
-    m->count++;
+    MG_PUB(m->count, m->count + 1);
     return 0;
 }
 
@@ -1083,7 +1117,7 @@ static MG_HOT_INLINE bool delete_key(mg_map *m, uint64_t hash, uint64_t key,
                 if (bytes)
                     bkey_release(m, s->key);
                 clear_slot(orig, b, i);
-                m->count--;
+                MG_PUB(m->count, m->count - 1);
                 if (m->count == 0) {
                     mg__reseed(m); /* Go: map.go:796-800 */
                     if (m->B > m->hintB || m->oldbuckets)
@@ -1192,7 +1226,10 @@ mg_map *mg_new(const mg_options *opt)
         MG_PUBLISH(m->buckets, table_new(m, m->B));
         if (!m->buckets)
             goto nomem;
+        pub_tables(m);
     }
+    if (m->name)
+        mg__registry_add(m);
     return m;
 nomem:
     if (m->name)
@@ -1211,6 +1248,8 @@ void mg_free(mg_map *m)
         return;
     }
     mg__check_header(m, m->magic == MG_MAGIC_BYTES);
+    if (m->name) /* first: a scrape may be sampling it */
+        mg__registry_remove(m);
     uintptr_t self = write_begin(m);
     (void)self;
     if (m->keykind == MG_KEY_BYTES) {
@@ -1233,6 +1272,7 @@ int mg_put_u64(mg_map *m, uint64_t key, uint64_t val)
 {
     if (MG_UNLIKELY(m == NULL))
         mg__fatal(MG_FATAL_NIL_MAP, NULL);
+    MG_EV_ASSIGN(m, key);
     if (mg__header_bad(m, false)) {
         if (mg__is_mode(m))
             return mg__mode_put(m, false, &(mg_kref){.u = key}, val);
@@ -1245,10 +1285,11 @@ int mg_put_u64(mg_map *m, uint64_t key, uint64_t val)
     return rc < 0 ? rc : MG_OK;
 }
 
-bool mg_get_u64(mg_map *m, uint64_t key, uint64_t *val)
+MG_READ_TEXT bool mg_get_u64(mg_map *m, uint64_t key, uint64_t *val)
 {
     if (MG_UNLIKELY(m == NULL))
         return false;
+    MG_EV_ACCESS(m, key);
     if (mg__header_bad(m, false)) {
         if (mg__is_mode(m))
             return mg__mode_get(m, false, &(mg_kref){.u = key}, val);
@@ -1300,7 +1341,7 @@ static int put_bytes(mg_map *m, uint64_t hash, const void *key, size_t len, uint
     }
     int rc = assign(m, hash, (uint64_t)(uintptr_t)bk, key, len, val, true);
     if (rc == 0)
-        m->keybytes += bkey_size(len);
+        MG_PUB(m->keybytes, m->keybytes + bkey_size(len));
     else if (bk)
         mg__free(m, bk, bkey_size(len)); /* MG_ENOMEM, or found after all */
     return rc;
@@ -1310,6 +1351,7 @@ int mg_put(mg_map *m, const void *key, size_t len, uint64_t val)
 {
     if (MG_UNLIKELY(m == NULL))
         mg__fatal(MG_FATAL_NIL_MAP, NULL);
+    MG_EV_ASSIGN(m, 0);
     if (mg__header_bad(m, true)) {
         if (mg__is_mode(m))
             return mg__mode_put(m, true, &(mg_kref){.p = key, .len = len}, val);
@@ -1326,10 +1368,11 @@ int mg_put(mg_map *m, const void *key, size_t len, uint64_t val)
     return rc < 0 ? rc : MG_OK;
 }
 
-bool mg_get(mg_map *m, const void *key, size_t len, uint64_t *val)
+MG_READ_TEXT bool mg_get(mg_map *m, const void *key, size_t len, uint64_t *val)
 {
     if (MG_UNLIKELY(m == NULL))
         return false;
+    MG_EV_ACCESS(m, 0);
     if (mg__header_bad(m, true)) {
         if (mg__is_mode(m))
             return mg__mode_get(m, true, &(mg_kref){.p = key, .len = len}, val);
@@ -1570,11 +1613,12 @@ void mg_clear(mg_map *m)
             dead_flush(m);
     }
     reset_tables(m);
-    m->count = 0;
+    MG_PUB(m->count, 0);
     mg__reseed(m);
     m->clearseq++;
     if (m->B > 0) /* like mg_new: the hint's buckets are there */
         MG_PUBLISH(m->buckets, table_new(m, m->B)); /* NULL is fine: allocated lazily */
+    pub_tables(m);
     write_end(m, self);
 }
 
@@ -1589,7 +1633,7 @@ void mg__iterators_done(mg_map *m)
         dead_flush(m);
 }
 
-int mg_stats_get(const mg_map *m, mg_stats *out)
+MG_READ_TEXT int mg_stats_get(const mg_map *m, mg_stats *out)
 {
     if (!out)
         return MG_EINVAL;
@@ -1625,6 +1669,44 @@ int mg_stats_get(const mg_map *m, mg_stats *out)
     }
     out->bytes = bytes;
     return MG_OK;
+}
+
+/* A sample of an engine map that its writer may be changing right now:
+ * only header fields, each loaded once with a relaxed load (see MG_PUB);
+ * never a bucket array, which the writer may be freeing. */
+void mg__eng_sample(const mg_map *m, mg_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    size_t count = MG_PUB_LOAD(((mg_map *)m)->count);
+    unsigned B = MG_PUB_LOAD(((mg_map *)m)->B);
+    unsigned grow = MG_PUB_LOAD(((mg_map *)m)->grow);
+    unsigned oldB = MG_PUB_LOAD(((mg_map *)m)->oldB);
+    size_t nevac = MG_PUB_LOAD(((mg_map *)m)->nevacuate);
+    if (B > MG_MAX_B)
+        B = MG_MAX_B;
+    if (oldB > MG_MAX_B)
+        oldB = MG_MAX_B;
+    out->count = count;
+    out->B = B;
+    out->buckets = (size_t)1 << B;
+    out->load_factor = (double)count / (double)out->buckets;
+    out->growing = grow != MG_GROW_NONE;
+    out->same_size_grow = grow == MG_GROW_SAME;
+    out->shrinking = grow == MG_GROW_SHRINK;
+    if (out->growing) {
+        out->old_buckets = (size_t)1 << oldB;
+        /* nevacuate counts groups of old buckets when shrinking */
+        out->evacuated = grow == MG_GROW_SHRINK && oldB >= B ? nevac << (oldB - B) : nevac;
+        if (out->evacuated > out->old_buckets)
+            out->evacuated = out->old_buckets;
+    }
+    out->grows_total = MG_PUB_LOAD(((mg_map *)m)->grows_total);
+    out->same_size_grows_total = MG_PUB_LOAD(((mg_map *)m)->same_size_grows_total);
+    out->shrinks_total = MG_PUB_LOAD(((mg_map *)m)->shrinks_total);
+    out->overflow_buckets = MG_PUB_LOAD(((mg_map *)m)->pub_noverflow);
+    out->bytes = sizeof *m + (m->name ? strlen(m->name) + 1 : 0) +
+                 MG_PUB_LOAD(((mg_map *)m)->keybytes) +
+                 MG_PUB_LOAD(((mg_map *)m)->pub_tablebytes);
 }
 
 const char *mg_name(const mg_map *m)

@@ -41,7 +41,7 @@ static inline iter_state *state(mg_iter *it)
     return (iter_state *)(void *)it->opaque_;
 }
 
-static void set_cur(iter_state *st, mg_table *t)
+MG_READ_TEXT static void set_cur(iter_state *st, mg_table *t)
 {
     if (st->cur == t)
         return;
@@ -112,7 +112,7 @@ void mg__eng_iter_done(mg_iter *it)
 }
 
 
-static void enter_bucket(iter_state *st, mg_table *t, size_t i)
+MG_READ_TEXT static void enter_bucket(iter_state *st, mg_table *t, size_t i)
 {
     set_cur(st, t);
     st->th = &t->ctrl[i].tophash;
@@ -128,7 +128,7 @@ bool mg_iter_next(mg_iter *it, const void **key, size_t *len, uint64_t *val)
     return mg__eng_iter_next(it, key, len, val);
 }
 
-bool mg__eng_iter_next(mg_iter *it, const void **key, size_t *len, uint64_t *val)
+MG_READ_TEXT bool mg__eng_iter_next(mg_iter *it, const void **key, size_t *len, uint64_t *val)
 {
     iter_state *st = state(it);
     if (st->done)

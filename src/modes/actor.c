@@ -335,6 +335,16 @@ static void release(act_map *a)
     mg__mode_fini(&a->base, sizeof *a);
 }
 
+static void act_sample(mg_mmap *mm, mg_metric_sample *out)
+{
+    act_map *a = ACT(mm);
+    pthread_mutex_lock(&a->mu);
+    out->queue_depth = a->count;
+    pthread_mutex_unlock(&a->mu);
+    out->queue_capacity = a->cap;
+    out->has_actor = true;
+}
+
 static void act_destroy(mg_mmap *mm)
 {
     act_map *a = ACT(mm);
@@ -371,6 +381,7 @@ static const mg_mops act_ops = {
     .iter_next = act_iter_next,
     .iter_done = act_iter_done,
     .stats = act_stats,
+    .sample = act_sample,
     .batch = act_batch,
 };
 

@@ -7,6 +7,7 @@
  * entries, one function that runs any engine op, the mode hash.
  */
 #include "modes.h"
+#include "../obs/obs.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -55,7 +56,11 @@ mg_map *mg__mode_new(const mg_options *o)
     default: errno = EINVAL; return NULL;
     }
     mg_mmap *mm = make(o);
-    return mm ? &mm->hdr : NULL;
+    if (!mm)
+        return NULL;
+    if (mm->hdr.name)
+        mg__registry_add(&mm->hdr);
+    return &mm->hdr;
 }
 
 mg_mmap *mg__mode_alloc(const mg_options *o, size_t size, const mg_mops *ops)
@@ -149,6 +154,8 @@ void mg__stats_add(mg_stats *acc, const mg_stats *s)
 void mg__mode_free(mg_map *m)
 {
     mg_mmap *mm = mm_of(m);
+    if (mm->hdr.name) /* first: a scrape may be sampling it */
+        mg__registry_remove(m);
     mm->ops->destroy(mm);
 }
 
@@ -267,4 +274,12 @@ int mg__mode_batch(mg_map *m, mg_batch_fn fn, void *arg)
 mg_mode mg__mode_of(const mg_map *m)
 {
     return mm_of(m)->mode;
+}
+
+void mg__mode_sample(const mg_map *m, mg_metric_sample *s)
+{
+    mg_mmap *mm = mm_of(m);
+    mm->ops->stats(mm, &s->st);
+    if (mm->ops->sample)
+        mm->ops->sample(mm, s);
 }

@@ -13,6 +13,8 @@
 
 #include "../internal.h"
 #include "lock.h"
+#include "../obs/events.h"
+#include "../obs/obs.h"
 
 #include <stdbool.h>
 
@@ -55,6 +57,9 @@ typedef struct {
     void (*iter_done)(mg_mmap *mm, mg_miter *it);
     int (*stats)(mg_mmap *mm, mg_stats *out);
     int (*batch)(mg_mmap *mm, mg_batch_fn fn, void *arg);
+    /* The mode's own metrics (obs.h); NULL: none.  Called from any thread
+     * while the map is in use, after stats filled s->st. */
+    void (*sample)(mg_mmap *mm, struct mg_metric_sample *s);
 } mg_mops;
 
 struct mg_mmap {

@@ -85,6 +85,7 @@ typedef struct {
     _Atomic(rm_read *) read;
     mg_map *dirty;   /* under mu */
     size_t misses;   /* under mu */
+    uint64_t misses_total, promotions_total; /* under mu; sampled relaxed */
     rm_read *spare;  /* under mu: the rm_read the next promotion publishes */
     atomic_long live;
     mg_limbo *limbo;
@@ -399,6 +400,8 @@ static void promote_locked(rm_map *r)
     atomic_store_explicit(&r->read, nr, memory_order_release);
     r->dirty = NULL;
     r->misses = 0;
+    MG_PUB(r->promotions_total, r->promotions_total + 1);
+    MG_EV_PROMOTE(&r->base.hdr, mg_len(nr->m));
     old->successor = nr;
     mg__limbo_retire(r->limbo, old, sizeof *old, free_read, &old->pins);
 }
@@ -407,6 +410,7 @@ static void promote_locked(rm_map *r)
 static void miss_locked(rm_map *r)
 {
     r->misses++;
+    MG_PUB(r->misses_total, r->misses_total + 1);
     if (r->misses < mg_len(r->dirty))
         return;
     promote_locked(r);
@@ -825,6 +829,14 @@ static int rm_stats(mg_mmap *mm, mg_stats *out)
     return MG_OK;
 }
 
+static void rm_sample(mg_mmap *mm, mg_metric_sample *out)
+{
+    rm_map *r = RM(mm);
+    out->has_readmostly = true;
+    out->misses_total = MG_PUB_LOAD(r->misses_total);
+    out->promotions_total = MG_PUB_LOAD(r->promotions_total);
+}
+
 int mg__rm_state(mg_map *m, mg_rm_state *out)
 {
     if (!m || !mg__is_mode(m) || mg_mode_of(m) != MG_READMOSTLY)
@@ -868,6 +880,7 @@ static const mg_mops rm_ops = {
     .iter_next = rm_iter_next,
     .iter_done = rm_iter_done,
     .stats = rm_stats,
+    .sample = rm_sample,
     .batch = NULL,
 };
 

@@ -267,6 +267,23 @@ static int sh_stats(mg_mmap *mm, mg_stats *out)
     return MG_OK;
 }
 
+/* Entries per shard, without the shard locks (relaxed loads, as a scrape
+ * of an engine map): a skewed spread means a hot or adversarial key set. */
+static void sh_sample(mg_mmap *mm, mg_metric_sample *out)
+{
+    sh_map *s = SH(mm);
+    size_t lo = SIZE_MAX, hi = 0;
+    for (unsigned i = 0; i < s->nshards; i++) {
+        size_t n = MG_PUB_LOAD(s->shards[i].e->count);
+        lo = n < lo ? n : lo;
+        hi = n > hi ? n : hi;
+    }
+    out->has_shards = true;
+    out->shards = s->nshards;
+    out->shard_entries_min = s->nshards ? lo : 0;
+    out->shard_entries_max = hi;
+}
+
 static int sh_batch(mg_mmap *mm, mg_batch_fn fn, void *arg)
 {
     sh_map *s = SH(mm);
@@ -307,6 +324,7 @@ static const mg_mops sh_ops = {
     .iter_done = sh_iter_done,
     .stats = sh_stats,
     .batch = sh_batch,
+    .sample = sh_sample,
 };
 
 /* The shard engines' allocator: the caller's, except that a free waits

@@ -93,6 +93,8 @@ typedef struct {
     sn_pending *pend;         /* under wmu: what the built one replaces */
     size_t npend, cappend;
     mg_limbo *limbo;
+    uint64_t published; /* under wmu; sampled relaxed */
+    _Atomic uint64_t retired; /* old snapshots freed after their readers */
 } sn_map;
 
 static inline sn_map *SN(mg_mmap *mm)
@@ -285,6 +287,7 @@ static void free_tree(mg_mmap *mm, void *p, size_t size)
 
 static void free_root(mg_mmap *mm, void *p, size_t size)
 {
+    atomic_fetch_add_explicit(&SN(mm)->retired, 1, memory_order_relaxed);
     mg__mfree(mm, p, size);
 }
 
@@ -349,6 +352,8 @@ static void commit(sn_map *s)
         return;
     }
     atomic_store_explicit(&s->cur, w, memory_order_release);
+    MG_PUB(s->published, s->published + 1);
+    MG_EV_PUBLISH(&s->base.hdr, w->ver);
     /* The replaced nodes first, the old root (whose pin count they use) last. */
     for (size_t i = 0; i < s->npend; i++)
         mg__limbo_retire(s->limbo, s->pend[i].p, s->pend[i].size, s->pend[i].fn, &old->pins);
@@ -847,6 +852,15 @@ static int sn_batch(mg_mmap *mm, mg_batch_fn fn, void *arg)
     return rc;
 }
 
+static void sn_sample(mg_mmap *mm, mg_metric_sample *out)
+{
+    sn_map *s = SN(mm);
+    out->has_snapshot = true;
+    out->snapshots_published_total = MG_PUB_LOAD(s->published);
+    out->snapshots_retired_total =
+        atomic_load_explicit(&s->retired, memory_order_relaxed);
+}
+
 static void sn_destroy(mg_mmap *mm)
 {
     sn_map *s = SN(mm);
@@ -873,6 +887,7 @@ static const mg_mops sn_ops = {
     .iter_next = sn_iter_next,
     .iter_done = sn_iter_done,
     .stats = sn_stats,
+    .sample = sn_sample,
     .batch = sn_batch,
 };
 

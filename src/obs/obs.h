@@ -25,7 +25,7 @@
 #include <stdint.h>
 
 /* One map, as the metrics see it. */
-typedef struct {
+typedef struct mg_metric_sample {
     const char *name;    /* registered maps always have one */
     const char *mode;    /* mg_mode_name() */
     const char *keykind; /* "u64" or "bytes" */

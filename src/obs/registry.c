@@ -14,6 +14,10 @@ void mg__sample(const mg_map *m, mg_metric_sample *s)
     s->name = m->name ? m->name : "";
     s->mode = mg_mode_name(mg_mode_of(m));
     s->keykind = mg_key_kind(m) == MG_KEY_BYTES ? "bytes" : "u64";
+    if (mg__is_mode(m))
+        mg__mode_sample(m, s);
+    else
+        mg__eng_sample(m, &s->st);
 }
 
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
