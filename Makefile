@@ -7,6 +7,7 @@
 #               the concurrent knee benchmark (`mapguard bench`, CSV and PNG
 #               in $(BUILD)/), the single-thread comparison and the memory
 #               per entry of each mode
+#   make bench-obs  the observability layer compiled in vs compiled out
 # Both `run` and `test` first install missing Debian packages.
 
 BUILD     ?= build
@@ -15,7 +16,7 @@ TSANBUILD ?= build-tsan
 JOBS      ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_ARGS ?=
 
-.PHONY: all deps build build-san build-tsan run test test-main test-san test-tsan bench install clean
+.PHONY: all deps build build-san build-tsan run test test-main test-san test-tsan bench bench-obs install clean
 
 all: build
 
@@ -67,6 +68,10 @@ bench: build
 	./$(BUILD)/mapguard bench --csv $(BUILD)/knee.csv --png $(BUILD)/knee.png $(BENCH_ARGS)
 	./$(BUILD)/mapguard bench single
 	./$(BUILD)/bench/mapguard-modes-mem
+
+# The observability layer's cost when nobody looks: compiled in vs out.
+bench-obs: deps
+	sh bench/obs_cost.sh $(BENCH_OBS_ARGS)
 
 install: build
 	cmake --install $(BUILD) $(if $(PREFIX),--prefix $(PREFIX))
