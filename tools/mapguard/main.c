@@ -1,5 +1,5 @@
 /*
- * main.c - the `mapguard` command: doctor, bench, version.
+ * main.c - the `mapguard` command: doctor, analyze, bench, version.
  */
 #include "cli.h"
 #include "mapguard.h"
@@ -19,6 +19,10 @@ static void usage(FILE *f)
             "commands:\n"
             "  doctor [--json] [CAUSE]  reproduce each root cause of a map crash in a\n"
             "                           child process: what happened, what caught it, the fix\n"
+            "  analyze [--json] FILE|-  read a crash (Go's fatal error, panic or goroutine\n"
+            "                           dump; mapguard's report, text or JSON): the root\n"
+            "                           cause, the goroutines involved, the fix, grouped\n"
+            "                           stacks and leaks (see analyze --help)\n"
             "  bench [options]          the knee benchmark: each thread-safe mode against\n"
             "                           Go's sync.Map and RWMutex map, libcuckoo, liburcu's\n"
             "                           lfht and absl, per write share (see bench --help)\n"
@@ -80,6 +84,8 @@ int main(int argc, char **argv)
     const char *cmd = argv[1];
     if (strcmp(cmd, "doctor") == 0)
         return mg_cli_doctor(argc - 2, argv + 2);
+    if (strcmp(cmd, "analyze") == 0)
+        return mg_cli_analyze(argc - 2, argv + 2);
     if (strcmp(cmd, "bench") == 0)
         return cmd_bench(argc - 2, argv + 2);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
