@@ -418,7 +418,9 @@ MG_API size_t mg_metrics_render(char *buf, size_t cap);
  * Perfetto and chrome://tracing open.  MAPGUARD_TRACE=path in the
  * environment does the same from the first mg_new.
  * Returns: MG_OK; MG_EINVAL (NULL path); MG_EBUSY (a trace is running);
- *   MG_EIO (the file cannot be created).  Thread safety: any thread. */
+ *   MG_EIO (the file cannot be created); MG_ENOTSUP in a build with the
+ *   observability layer compiled out (-DMG_OBSERVE=OFF).
+ * Thread safety: any thread. */
 MG_API int mg_trace_start(const char *path);
 /* Finish the trace file (it is valid JSON after this).  Returns: MG_OK;
  *   MG_EINVAL when no trace runs; MG_EIO when a write failed. */

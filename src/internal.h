@@ -173,6 +173,9 @@ struct mg_map {
     mg_allocator alloc;
     bool custom_alloc;
     char *name;
+    /* The name events and probes carry: the map's own name, or, for an
+     * engine map a mode keeps inside, the mode map's (not owned). */
+    const char *label;
 };
 
 /* Fields a metrics sample reads while the map's writer runs (count, B,
@@ -242,6 +245,10 @@ _Noreturn void mg__fatal_writer(mg_fatal_kind kind, const mg_map *m, uintptr_t o
 _Noreturn void mg__internal_error(const char *what, const char *file, int line);
 /* Check a header that failed the fast magic test and report why. */
 _Noreturn void mg__bad_header(const mg_map *m, uint64_t want_magic);
+/* Put guard.c's SIGSEGV/SIGBUS handler in front of the current one (once
+ * per process; called by mg_new): a fault inside the read paths becomes
+ * the "concurrent map read and map write" report. */
+void mg__crash_handler_install(void);
 
 /* ---- debug (map_debug.c) -------------------------------------------------- */
 /* Check every invariant of the essay; 0 when all hold, else -1 with a

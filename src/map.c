@@ -832,6 +832,8 @@ static void maybe_shrink(mg_map *m)
 /* S4: drop every bucket array; the next insert allocates at the hint's B. */
 static void reset_tables(mg_map *m)
 {
+    if (m->oldbuckets) /* a clear ends the growth under way */
+        MG_EV_GROW_DONE(m, m->hintB);
     table_unref(m, m->oldbuckets, true);
     table_unref(m, m->buckets, true);
     m->oldbuckets = NULL;
@@ -1186,6 +1188,7 @@ static unsigned hint_to_B(size_t hint, mg_keykind kind)
 
 mg_map *mg_new(const mg_options *opt)
 {
+    mg__trace_env_init(); /* MAPGUARD_TRACE: once per process */
     mg_options o = {0};
     if (opt)
         o = *opt;
@@ -1221,6 +1224,7 @@ mg_map *mg_new(const mg_options *opt)
         if (!m->name)
             goto nomem;
         memcpy(m->name, o.name, n);
+        m->label = m->name;
     }
     if (m->B > 0) { /* Go allocates eagerly when the hint asks for buckets */
         MG_PUBLISH(m->buckets, table_new(m, m->B));

@@ -93,6 +93,7 @@ mg_mmap *mg__mode_alloc(const mg_options *o, size_t size, const mg_mops *ops)
             return NULL;
         }
         memcpy(mm->hdr.name, o->name, n);
+        mm->hdr.label = mm->hdr.name;
     }
     return mm;
 }
@@ -111,7 +112,10 @@ mg_map *mg__eng_new(mg_mmap *mm, size_t hint)
 {
     mg_options o = mm->inner;
     o.hint = hint;
-    return mg_new(&o);
+    mg_map *e = mg_new(&o);
+    if (e) /* its events carry the mode map's name */
+        e->label = mm->hdr.name;
+    return e;
 }
 
 int mg__eng_do(mg_map *e, bool bytes, int op, const mg_kref *k, uint64_t val,
