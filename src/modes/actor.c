@@ -338,7 +338,11 @@ static void release(act_map *a)
 static void act_sample(mg_mmap *mm, mg_metric_sample *out)
 {
     act_map *a = ACT(mm);
-    pthread_mutex_lock(&a->mu);
+    /* Not through the channel: the owner may be running user code (a batch
+     * or range callback) that waits for this scrape. */
+    mg__eng_sample(a->e, &out->st);
+    out->st.bytes += sizeof(act_map) + a->cap * sizeof(request *);
+    pthread_mutex_lock(&a->mu); /* held only to queue or take requests */
     out->queue_depth = a->count;
     pthread_mutex_unlock(&a->mu);
     out->queue_capacity = a->cap;

@@ -283,7 +283,5 @@ mg_mode mg__mode_of(const mg_map *m)
 void mg__mode_sample(const mg_map *m, mg_metric_sample *s)
 {
     mg_mmap *mm = mm_of(m);
-    mm->ops->stats(mm, &s->st);
-    if (mm->ops->sample)
-        mm->ops->sample(mm, s);
+    mm->ops->sample(mm, s);
 }

@@ -57,8 +57,11 @@ typedef struct {
     void (*iter_done)(mg_mmap *mm, mg_miter *it);
     int (*stats)(mg_mmap *mm, mg_stats *out);
     int (*batch)(mg_mmap *mm, mg_batch_fn fn, void *arg);
-    /* The mode's own metrics (obs.h); NULL: none.  Called from any thread
-     * while the map is in use, after stats filled s->st. */
+    /* A metrics sample (obs.h): s->st and the mode's extras.  Called from
+     * any thread while the map is in use, holding the registry lock: it must
+     * not wait for anything user code can hold (a mode lock around a batch
+     * or range callback, the actor's owner), or a callback that creates or
+     * frees a named map would deadlock with the scrape. */
     void (*sample)(mg_mmap *mm, struct mg_metric_sample *s);
 } mg_mops;
 

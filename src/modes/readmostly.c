@@ -832,6 +832,7 @@ static int rm_stats(mg_mmap *mm, mg_stats *out)
 static void rm_sample(mg_mmap *mm, mg_metric_sample *out)
 {
     rm_map *r = RM(mm);
+    rm_stats(mm, &out->st); /* mu is never held around user code */
     out->has_readmostly = true;
     out->misses_total = MG_PUB_LOAD(r->misses_total);
     out->promotions_total = MG_PUB_LOAD(r->promotions_total);

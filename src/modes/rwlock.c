@@ -194,6 +194,14 @@ static int rw_stats(mg_mmap *mm, mg_stats *out)
     return rc;
 }
 
+/* Without the lock: the engine publishes what a sample reads (MG_PUB). */
+static void rw_sample(mg_mmap *mm, mg_metric_sample *s)
+{
+    rw_map *r = RW(mm);
+    mg__eng_sample(r->e, &s->st);
+    s->st.bytes += sizeof *r + (size_t)r->lock.nslots * sizeof(mg_rslot);
+}
+
 static int rw_batch(mg_mmap *mm, mg_batch_fn fn, void *arg)
 {
     rw_map *r = RW(mm);
@@ -231,6 +239,7 @@ static const mg_mops rw_ops = {
     .iter_next = rw_iter_next,
     .iter_done = rw_iter_done,
     .stats = rw_stats,
+    .sample = rw_sample,
     .batch = rw_batch,
 };
 

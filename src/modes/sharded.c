@@ -267,17 +267,21 @@ static int sh_stats(mg_mmap *mm, mg_stats *out)
     return MG_OK;
 }
 
-/* Entries per shard, without the shard locks (relaxed loads, as a scrape
- * of an engine map): a skewed spread means a hot or adversarial key set. */
+/* Stats and entries per shard, without the shard locks (each engine's
+ * published fields): a skewed spread means a hot or adversarial key set. */
 static void sh_sample(mg_mmap *mm, mg_metric_sample *out)
 {
     sh_map *s = SH(mm);
     size_t lo = SIZE_MAX, hi = 0;
+    memset(&out->st, 0, sizeof out->st);
     for (unsigned i = 0; i < s->nshards; i++) {
-        size_t n = MG_PUB_LOAD(s->shards[i].e->count);
-        lo = n < lo ? n : lo;
-        hi = n > hi ? n : hi;
+        mg_stats one;
+        mg__eng_sample(s->shards[i].e, &one);
+        mg__stats_add(&out->st, &one);
+        lo = one.count < lo ? one.count : lo;
+        hi = one.count > hi ? one.count : hi;
     }
+    out->st.bytes += sizeof *s + raw_bytes(s);
     out->has_shards = true;
     out->shards = s->nshards;
     out->shard_entries_min = s->nshards ? lo : 0;

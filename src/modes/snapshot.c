@@ -855,6 +855,7 @@ static int sn_batch(mg_mmap *mm, mg_batch_fn fn, void *arg)
 static void sn_sample(mg_mmap *mm, mg_metric_sample *out)
 {
     sn_map *s = SN(mm);
+    sn_stats(mm, &out->st); /* lock-free: the published snapshot */
     out->has_snapshot = true;
     out->snapshots_published_total = MG_PUB_LOAD(s->published);
     out->snapshots_retired_total =
