@@ -60,7 +60,7 @@ test-san: build-san
 test-tsan: build-tsan
 	cd $(TSANBUILD) && \
 	  TSAN_OPTIONS=suppressions=$(CURDIR)/tests/tsan.supp:halt_on_error=1:second_deadlock_stack=1 \
-	  ctest --output-on-failure -j $(JOBS) -L 'stress|modes'
+	  ctest --output-on-failure -j $(JOBS) -L 'stress|modes|metrics'
 
 test: test-main test-san test-tsan
 

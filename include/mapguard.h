@@ -349,6 +349,16 @@ MG_API mg_keykind mg_key_kind(const mg_map *m);
 /* Fatal reports                                                            */
 /* ------------------------------------------------------------------------ */
 
+/* A misuse prints Go's report to stderr ("fatal error: <msg>", a blank
+ * line, the map, then the stack of the thread that detected it and of the
+ * thread that held the map), runs the hook, and calls abort().  The
+ * environment shapes it (read once): MAPGUARD_TRACEBACK=none|single|all|
+ * crash (all by default), MAPGUARD_REPORT_DIR=dir (also write it as an
+ * OTLP/JSON log record), MAPGUARD_CATCH_FAULTS=0 (no SIGSEGV/SIGBUS catch
+ * of faulting reads).  The first mg_new installs that catch and takes
+ * SIGRTMIN+3 at fatal time to capture the other thread's stack.
+ * Format, JSON and limits: docs/fatal-report.md. */
+
 /* The kinds of fatal error.  XX(name, first line after "fatal error: ") */
 #define MG_FATAL_MAP(XX)                                                      \
     XX(MG_FATAL_CONCURRENT_WRITES, "concurrent map writes")                   \
@@ -384,10 +394,12 @@ typedef struct {
                                 exception attributes) */
 } mg_fatal_info;
 
-/* Called once, after the report is printed and before the process ends,
- * from the thread that detected the misuse.  It may flush logs or emit a
- * span event; it cannot cancel the abort, and must not use the map.  A
- * fatal inside the hook does not call it again. */
+/* Called once, after the report is printed (and its JSON written) and
+ * before abort(), from the thread that detected the misuse.  It may flush
+ * logs or emit a span event; it cannot cancel the abort, and must not use
+ * the map.  A fatal or a fault inside the hook aborts at once, without a
+ * second report or hook call; a hook still running after 10 s is cut
+ * short the same way. */
 typedef void (*mg_fatal_hook)(const mg_fatal_info *info, void *arg);
 
 /* Install (or, with hook == NULL, remove) the process-wide fatal hook.

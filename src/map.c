@@ -1188,7 +1188,8 @@ static unsigned hint_to_B(size_t hint, mg_keykind kind)
 
 mg_map *mg_new(const mg_options *opt)
 {
-    mg__trace_env_init(); /* MAPGUARD_TRACE: once per process */
+    mg__crash_handler_install(); /* racing reads' faults: once per process */
+    mg__trace_env_init();        /* MAPGUARD_TRACE: once per process */
     mg_options o = {0};
     if (opt)
         o = *opt;

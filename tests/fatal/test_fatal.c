@@ -8,8 +8,12 @@
  *
  * Deterministic variants store a foreign token in the header's writer word
  * (through internal.h) to stand for another thread in the middle of a
- * write; racy variants use real threads and are repeated.  The fatal hook
+ * write, or park a real thread inside its write (an allocator that never
+ * returns) so that both threads' stacks can be checked by function name;
+ * racy variants use real threads and are repeated.  The fatal hook
  * (mg_on_fatal) is checked through a shared mapping the child writes.
+ * Faulting reads (guard.c's SIGSEGV catch) use a bucket array pointer
+ * aimed at a PROT_NONE page.
  *
  * Run one case by hand with  test_fatal CASE  (the report goes to stderr
  * only on failure).
@@ -18,6 +22,7 @@
 #include "mapguard.h"
 #include "../test.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -28,7 +33,38 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
+
+#include "obs/fatal.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+#ifndef UNDER_ASAN
+#define UNDER_ASAN 0
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define UNDER_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define UNDER_TSAN 1
+#endif
+#endif
+#ifndef UNDER_TSAN
+#define UNDER_TSAN 0
+#endif
+/* A sanitizer that installs its own SIGSEGV handler before main: ours
+ * chains to it, and it reports the fault its way. */
+#define UNDER_SEGV_SANITIZER (UNDER_ASAN || UNDER_TSAN)
+
+/* Functions whose names the stack tests look for: never inlined, and each
+ * makes its map call in the middle (no tail call), so it keeps a frame. */
+#define NOINLINE __attribute__((noinline))
 
 /* ------------------------------------------------------------------------ */
 /* Running a child                                                          */
@@ -542,6 +578,10 @@ typedef struct {
     char msg[128];
     char name[64];
     int arg_ok;
+    long tid, other_tid;
+    char traceparent[64];
+    char report[16384];
+    char json[16384];
 } hook_record;
 static hook_record *rec; /* MAP_SHARED: the child writes, the parent reads */
 static int hook_arg;
@@ -557,6 +597,12 @@ static void record_hook(const mg_fatal_info *info, void *arg)
     rec->name_null = map_name == NULL;
     snprintf(rec->name, sizeof rec->name, "%s", map_name ? map_name : "");
     rec->arg_ok = arg == &hook_arg;
+    rec->tid = info->tid;
+    rec->other_tid = info->other_tid;
+    snprintf(rec->traceparent, sizeof rec->traceparent, "%s",
+             info->traceparent ? info->traceparent : "");
+    snprintf(rec->report, sizeof rec->report, "%s", info->report ? info->report : "");
+    snprintf(rec->json, sizeof rec->json, "%s", info->json ? info->json : "");
 }
 static void printing_hook(const mg_fatal_info *info, void *arg)
 {
@@ -642,13 +688,13 @@ static void t_hook(void)
     expect_fatal(c_hook_wrong_kind, "wrong key kind for map", NAME);
     check_hook(MG_FATAL_WRONG_KEY_KIND, NAME);
 
-    /* The hook runs before the report: its line comes first. */
+    /* The hook runs after the report is printed: its line comes last. */
     hook_reset();
     child c = run_child(c_hook_printing);
-    if (strncmp(c.out, "HOOK RAN\n", 9) != 0 ||
-        !is_report(&c, "concurrent map read and map write", 1)) {
+    if (c.len < 9 || strcmp(c.out + c.len - 9, "HOOK RAN\n") != 0 ||
+        !is_report(&c, "concurrent map read and map write", 0)) {
         describe(&c);
-        T_FAIL("the hook's line must come first, then the report");
+        T_FAIL("the report must come first, then the hook's line");
     }
     child_free(&c);
     check_hook(MG_FATAL_CONCURRENT_READ_WRITE, NAME);
@@ -820,6 +866,643 @@ static void t_racy_iter_write(void)
     }
 }
 
+/* ------------------------------------------------------------------------ */
+/* The full report: both stacks, MAPGUARD_TRACEBACK, JSON, trace context     */
+/* ------------------------------------------------------------------------ */
+
+/* A real thread parked in the middle of a write: its map's allocator never
+ * returns once armed, so the writer word holds that thread's token. */
+static atomic_int holder_armed, holder_inside;
+static mg_map *held_map;
+
+static NOINLINE void holder_block(void)
+{
+    atomic_store(&holder_inside, 1);
+    for (;;) {
+        struct timespec t = {0, 1000000};
+        nanosleep(&t, NULL);
+    }
+}
+static NOINLINE void *fatal_test_blocking_malloc(void *ctx, size_t size)
+{
+    (void)ctx;
+    if (atomic_load(&holder_armed))
+        holder_block();
+    return malloc(size);
+}
+static NOINLINE void *fatal_test_blocking_calloc(void *ctx, size_t size)
+{
+    (void)ctx;
+    if (atomic_load(&holder_armed))
+        holder_block();
+    return calloc(1, size);
+}
+static void plain_free(void *ctx, void *p, size_t size)
+{
+    (void)ctx, (void)size;
+    free(p);
+}
+static NOINLINE void *fatal_test_holder(void *arg)
+{
+    (void)arg;
+    atomic_store(&holder_armed, 1);
+    mg_put_u64(held_map, 1, 1); /* the first insert allocates: blocks */
+    _exit(5);
+}
+
+/* Start the holder and wait until it is inside its write. */
+static void start_holder(void)
+{
+    static const mg_allocator a = {fatal_test_blocking_malloc, fatal_test_blocking_calloc,
+                                   plain_free, NULL};
+    mg_options o = {.name = NAME, .alloc = &a};
+    held_map = mg_new(&o);
+    if (!held_map)
+        _exit(3);
+    pthread_t t;
+    if (pthread_create(&t, NULL, fatal_test_holder, NULL) != 0)
+        _exit(3);
+    while (!atomic_load(&holder_inside)) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+static NOINLINE void fatal_test_detector_put(void)
+{
+    mg_put_u64(held_map, 2, 2);
+    _exit(6);
+}
+static NOINLINE void fatal_test_detector_get(void)
+{
+    uint64_t v;
+    mg_get_u64(held_map, 2, &v);
+    _exit(6);
+}
+static void c_holder_put(void)
+{
+    start_holder();
+    fatal_test_detector_put();
+}
+static void c_holder_get(void)
+{
+    start_holder();
+    fatal_test_detector_get();
+}
+
+/* The block of the report whose header line starts with head (up to the
+ * next blank line), or NULL. */
+static char *block(const char *out, const char *head)
+{
+    for (const char *p = out; p && *p;) {
+        if (strncmp(p, head, strlen(head)) == 0) {
+            const char *e = strstr(p, "\n\n");
+            size_t n = e ? (size_t)(e - p) + 1 : strlen(p);
+            char *b = malloc(n + 1);
+            T_ASSERT(b);
+            memcpy(b, p, n);
+            b[n] = 0;
+            return b;
+        }
+        p = strchr(p, '\n');
+        if (p)
+            p++;
+    }
+    return NULL;
+}
+
+/* The block headed head lists a frame of function fn. */
+static void expect_frame(const child *c, const char *head, const char *fn)
+{
+    char *b = block(c->out, head);
+    char want[128];
+    snprintf(want, sizeof want, "\n%s(...)\n\t", fn);
+    if (!b || !strstr(b, want)) {
+        describe(c);
+        T_FAIL("no frame %s in the block \"%s\"", fn, head);
+    }
+    free(b);
+}
+
+/* The second thread block (the thread that held the map) lists fn. */
+static void expect_writer_frame(const child *c, const char *fn)
+{
+    const char *first = strstr(c->out, "\nthread ");
+    const char *w = first ? strstr(first + 1, "\n\nthread ") : NULL;
+    char head[128];
+    size_t n = w ? strcspn(w + 2, "\n") : 0;
+    if (!w || n >= sizeof head) {
+        describe(c);
+        T_FAIL("no second thread block");
+    }
+    memcpy(head, w + 2, n);
+    head[n] = 0;
+    expect_frame(c, head, fn);
+}
+
+static void t_both_stacks(void)
+{
+    child c = run_child(c_holder_put);
+    if (!is_report(&c, "concurrent map writes", 0)) {
+        describe(&c);
+        T_FAIL("expected the concurrent writes report");
+    }
+    /* Detector first, [running]; the holder second, [writing map ...]. */
+    expect_frame(&c, "thread ", "fatal_test_detector_put");
+    expect_frame(&c, "thread ", "mg_put_u64");
+    char *w = strstr(strstr(c.out, "\nthread ") + 1, "\n\nthread ");
+    T_ASSERT(w && strstr(w, "[writing map 0x") && strstr(w, "\"" NAME "\"]:\n"));
+    expect_writer_frame(&c, "fatal_test_holder");
+    expect_writer_frame(&c, "holder_block");
+    /* file:line and module+offset on each frame's second line. */
+    T_ASSERT(strstr(c.out, "test_fatal.c:"));
+    T_ASSERT(strstr(c.out, "(test_fatal+0x"));
+    /* The reporter's own frames and the signal handler are not shown. */
+    T_ASSERT(!strstr(c.out, "report(...)") && !strstr(c.out, "park_handler"));
+    child_free(&c);
+
+    c = run_child(c_holder_get);
+    expect_frame(&c, "thread ", "fatal_test_detector_get");
+    expect_writer_frame(&c, "fatal_test_holder");
+    expect_report(&c, "concurrent map read and map write", NAME);
+}
+
+static void c_traceback_none(void)
+{
+    setenv("MAPGUARD_TRACEBACK", "none", 1);
+    c_holder_put();
+}
+static void c_traceback_single(void)
+{
+    setenv("MAPGUARD_TRACEBACK", "single", 1);
+    c_holder_put();
+}
+static void c_traceback_crash(void)
+{
+    setenv("MAPGUARD_TRACEBACK", "crash", 1);
+    c_holder_put();
+}
+static void exit7(int sig)
+{
+    (void)sig;
+    _exit(7);
+}
+static void c_abort_handler_default(void)
+{
+    signal(SIGABRT, exit7);
+    c_holder_put();
+}
+static void c_abort_handler_crash(void)
+{
+    signal(SIGABRT, exit7);
+    c_traceback_crash();
+}
+
+static void t_traceback_modes(void)
+{
+    /* none: the first line only. */
+    child c = run_child(c_traceback_none);
+    if (!WIFSIGNALED(c.status) || WTERMSIG(c.status) != SIGABRT ||
+        strcmp(c.out, "fatal error: concurrent map writes\n") != 0) {
+        describe(&c);
+        T_FAIL("MAPGUARD_TRACEBACK=none: the first line only, then abort");
+    }
+    child_free(&c);
+
+    /* single: the detector's stack; the holder named, its stack omitted. */
+    c = run_child(c_traceback_single);
+    expect_frame(&c, "thread ", "fatal_test_detector_put");
+    if (!strstr(c.out, "(stack omitted: MAPGUARD_TRACEBACK=single)") ||
+        strstr(c.out, "fatal_test_holder")) {
+        describe(&c);
+        T_FAIL("MAPGUARD_TRACEBACK=single shows the detecting thread only");
+    }
+    expect_report(&c, "concurrent map writes", NAME);
+
+    /* crash: both stacks, untrimmed (the reporter's frames show). */
+    c = run_child(c_traceback_crash);
+    expect_writer_frame(&c, "fatal_test_holder");
+    if (!strstr(c.out, "mg__stack_self(...)")) {
+        describe(&c);
+        T_FAIL("MAPGUARD_TRACEBACK=crash keeps the reporter's own frames");
+    }
+    expect_report(&c, "concurrent map writes", NAME);
+
+    /* The end: abort() runs the application's SIGABRT handler; crash
+     * ends with SIGABRT's default action whatever the handler. */
+    c = run_child(c_abort_handler_default);
+    if (!WIFEXITED(c.status) || WEXITSTATUS(c.status) != 7) {
+        describe(&c);
+        T_FAIL("default mode: abort() must run the application's handler");
+    }
+    child_free(&c);
+    c = run_child(c_abort_handler_crash);
+    if (!WIFSIGNALED(c.status) || WTERMSIG(c.status) != SIGABRT) {
+        describe(&c);
+        T_FAIL("MAPGUARD_TRACEBACK=crash must die by SIGABRT");
+    }
+    child_free(&c);
+}
+
+#define TP "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+static void t_traceparent_api(void)
+{
+    T_ASSERT(mg__traceparent() == NULL);
+    T_EQ_I(mg_set_traceparent(TP), MG_OK);
+    T_STREQ(mg__traceparent(), TP);
+    static const char *bad[] = {
+        "",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0",   /* short */
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-", /* v00 + extra */
+        "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",  /* upper case */
+        "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",  /* version ff */
+        "00-00000000000000000000000000000000-00f067aa0ba902b7-01",  /* zero trace */
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",  /* zero parent */
+        "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",  /* dash at 2 */
+        "00-4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7-01",  /* dash at 35 */
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7_01",  /* dash at 52 */
+        "00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01",  /* not hex */
+        "0g-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",  /* version */
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0x",  /* flags */
+        "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x", /* v01, no dash */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        if (mg_set_traceparent(bad[i]) != MG_EINVAL)
+            T_FAIL("accepted invalid traceparent \"%s\"", bad[i]);
+        T_STREQ(mg__traceparent(), TP); /* the previous one stays */
+    }
+    /* A later version may append fields: the first 55 characters count. */
+    T_EQ_I(mg_set_traceparent("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-xyz"),
+           MG_OK);
+    T_STREQ(mg__traceparent(), "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+    T_EQ_I(mg_set_traceparent("cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-03"),
+           MG_OK);
+    /* NULL clears. */
+    T_EQ_I(mg_set_traceparent(NULL), MG_OK);
+    T_ASSERT(mg__traceparent() == NULL);
+}
+
+static void *other_thread_tp(void *arg)
+{
+    *(const char **)arg = mg__traceparent();
+    return NULL;
+}
+static void t_traceparent_per_thread(void)
+{
+    T_EQ_I(mg_set_traceparent(TP), MG_OK);
+    const char *seen = TP;
+    pthread_t t;
+    T_ASSERT(pthread_create(&t, NULL, other_thread_tp, &seen) == 0);
+    pthread_join(t, NULL);
+    T_ASSERT(seen == NULL);
+    T_STREQ(mg__traceparent(), TP);
+}
+
+static char report_dir[64];
+static void c_json_report(void)
+{
+    setenv("MAPGUARD_REPORT_DIR", report_dir, 1);
+    mg_on_fatal(record_hook, &hook_arg);
+    if (mg_set_traceparent(TP) != MG_OK)
+        _exit(8);
+    c_holder_put();
+}
+
+/* The one JSON file the child wrote into report_dir, read whole. */
+static char *read_report_file(char *path, size_t pathcap)
+{
+    DIR *d = opendir(report_dir);
+    T_ASSERT(d);
+    struct dirent *e;
+    int found = 0;
+    while ((e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, "mapguard-fatal-", 15) != 0)
+            continue;
+        T_ASSERT(strlen(e->d_name) > 5 &&
+                 strcmp(e->d_name + strlen(e->d_name) - 5, ".json") == 0);
+        snprintf(path, pathcap, "%s/%s", report_dir, e->d_name);
+        found++;
+    }
+    closedir(d);
+    T_EQ_I(found, 1);
+    FILE *f = fopen(path, "r");
+    T_ASSERT(f);
+    static char buf[1 << 17];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    return buf;
+}
+
+static void t_report_dir_json(void)
+{
+    snprintf(report_dir, sizeof report_dir, "/tmp/mg-fatal-json-XXXXXX");
+    T_ASSERT(mkdtemp(report_dir));
+    hook_reset();
+    child c = run_child(c_json_report);
+    if (!is_report(&c, "concurrent map writes", 0)) {
+        describe(&c);
+        T_FAIL("expected the concurrent writes report");
+    }
+    char path[256];
+    char *js = read_report_file(path, sizeof path);
+    /* Valid JSON, as a log shipper parses it. */
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "python3 -m json.tool '%s' >/dev/null", path);
+    int rc = system(cmd);
+    if (rc != 0) {
+        fprintf(stderr, "%s\n", js);
+        T_FAIL("%s: not valid JSON (python3 -m json.tool: %d)", path, rc);
+    }
+    /* The OTLP LogRecord shape and OpenTelemetry's attribute names. */
+    static const char *want[] = {
+        "\"severityNumber\":21",
+        "\"severityText\":\"FATAL\"",
+        "\"body\":{\"stringValue\":\"fatal error: concurrent map writes\"}",
+        "\"traceId\":\"4bf92f3577b34da6a3ce929d0e0e4736\"",
+        "\"spanId\":\"00f067aa0ba902b7\"",
+        "{\"key\":\"exception.type\",\"value\":{\"stringValue\":\"mapguard."
+        "ConcurrentMapWrites\"}}",
+        "{\"key\":\"exception.message\",\"value\":{\"stringValue\":\"concurrent map "
+        "writes\"}}",
+        "{\"key\":\"exception.stacktrace\",\"value\":{\"stringValue\":\"thread ",
+        "fatal_test_detector_put(...)\\n\\t",
+        "fatal_test_holder(...)\\n\\t",
+        "{\"key\":\"thread.id\",\"value\":{\"intValue\":\"",
+        "{\"key\":\"process.pid\",\"value\":{\"intValue\":\"",
+        "{\"key\":\"mapguard.map.name\",\"value\":{\"stringValue\":\"" NAME "\"}}",
+        "\\\"" NAME "\\\"]:", /* the quotes of the writer's header, escaped */
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        if (!strstr(js, want[i])) {
+            fprintf(stderr, "%s\n", js);
+            T_FAIL("the JSON report lacks %s", want[i]);
+        }
+    /* The hook got the same JSON, the report text as printed, and the
+     * trace context. */
+    T_EQ_I(atomic_load(&rec->calls), 1);
+    js[strcspn(js, "\n")] = 0;
+    T_STREQ(rec->json, js);
+    T_STREQ(rec->report, c.out);
+    T_STREQ(rec->traceparent, TP);
+    T_ASSERT(rec->other_tid > 0 && rec->tid > 0 && rec->other_tid != rec->tid);
+    /* The text report carries the trace context too. */
+    T_ASSERT(has_line_starting(c.out, "trace: " TP "\n"));
+    child_free(&c);
+    unlink(path);
+    rmdir(report_dir);
+}
+
+/* Symbolisation that cannot run (here: no file descriptor left for libdw
+ * to read /proc/self/maps) still leaves a report, with raw frames. */
+static void c_no_symbols(void)
+{
+    mg__crash_handler_install(); /* as mg_new does: backtrace() is warm */
+    struct rlimit few = {64, 64};
+    setrlimit(RLIMIT_NOFILE, &few);
+    while (dup(STDERR_FILENO) >= 0)
+        ;
+    c_holder_put();
+}
+static void t_raw_frames_fallback(void)
+{
+    child c = run_child(c_no_symbols);
+    char *self = block(c.out, "thread ");
+    if (!self || !strstr(self, "[running]:\n\ttest_fatal+0x") || strstr(c.out, "(...)") ||
+        !strstr(c.out, "(no symbols: libdw could not read the process; frames are "
+                       "module+offset)\n")) {
+        describe(&c);
+        T_FAIL("without libdw the report must still list module+offset frames");
+    }
+    free(self);
+    /* The holder's block has raw frames too. */
+    T_ASSERT(strstr(c.out, "\"]:\n\t"));
+    expect_report(&c, "concurrent map writes", NAME);
+}
+
+/* An address no process maps (the first page). */
+static int *volatile bad_address = (int *)(uintptr_t)16;
+
+/* The reporter faults (here: in the hook) after printing: still one
+ * report, still an abort. */
+static void segv_hook(const mg_fatal_info *info, void *arg)
+{
+    record_hook(info, arg);
+    *bad_address = 1;
+}
+static void c_faulting_hook(void)
+{
+    mg__crash_handler_install();
+    mg_on_fatal(segv_hook, &hook_arg);
+    c_put_during_write();
+}
+static void t_reporter_faults(void)
+{
+    hook_reset();
+    child c = run_child(c_faulting_hook);
+    const char *first = strstr(c.out, "fatal error: ");
+    if (!first || strstr(first + 1, "fatal error: ") ||
+        !strstr(c.out, "mapguard: signal 11 inside the fatal report; aborting")) {
+        describe(&c);
+        T_FAIL("a reporter that faults must print one report and a note");
+    }
+    expect_report(&c, "concurrent map writes", NAME);
+    T_EQ_I(atomic_load(&rec->calls), 1);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Faulting reads: the SIGSEGV/SIGBUS catch                                   */
+/* ------------------------------------------------------------------------ */
+
+/* A map whose bucket array pointer points at a PROT_NONE page: the read
+ * passes its entry checks, then faults inside the read section, just as
+ * when a writer frees the array under it. */
+static mg_map *faulting_map(void)
+{
+    mg__crash_handler_install();
+    mg_map *m = mk(MG_KEY_U64, 100);
+    void *page = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (page == MAP_FAILED)
+        _exit(3);
+    m->buckets = page;
+    return m;
+}
+static NOINLINE void fatal_test_faulting_reader(mg_map *m)
+{
+    uint64_t v;
+    mg_get_u64(m, 5, &v);
+    _exit(9); /* not reached */
+}
+static void c_read_fault(void)
+{
+    fatal_test_faulting_reader(faulting_map());
+}
+static void t_read_fault(void)
+{
+    child c = run_child(c_read_fault);
+    if (!is_report(&c, "concurrent map read and map write", 0) ||
+        !strstr(c.out, "SIGSEGV at address 0x") || !strstr(c.out, "in a map read")) {
+        describe(&c);
+        T_FAIL("a fault inside the read section must give the read/write report");
+    }
+    /* The faulting read and its caller are frames of the stack. */
+    expect_frame(&c, "thread ", "mg_get_u64");
+    expect_frame(&c, "thread ", "fatal_test_faulting_reader");
+    T_ASSERT(!strstr(c.out, "\nread_fault(...)"));
+    /* The map is found (no write is in progress: the report says so). */
+    T_ASSERT(strstr(c.out, "no write was in progress"));
+    expect_report(&c, "concurrent map read and map write", NAME);
+}
+
+/* Faults elsewhere keep their old fate. */
+static NOINLINE void fatal_test_null_deref(void)
+{
+    *bad_address = 1;
+    _exit(9);
+}
+static void c_fault_outside(void)
+{
+    mk(MG_KEY_U64, 10);
+    mg__crash_handler_install();
+    fatal_test_null_deref();
+}
+static void app_segv(int sig, siginfo_t *si, void *uc)
+{
+    (void)sig, (void)si, (void)uc;
+    static const char line[] = "APP HANDLER\n";
+    ssize_t w = write(STDERR_FILENO, line, sizeof line - 1);
+    (void)w;
+    _exit(42);
+}
+static void install_app_segv(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = app_segv;
+    sa.sa_flags = SA_SIGINFO;
+    sigaction(SIGSEGV, &sa, NULL);
+}
+static void c_fault_outside_app_handler(void)
+{
+    install_app_segv();
+    c_fault_outside();
+}
+static void c_read_fault_app_handler(void)
+{
+    install_app_segv();
+    c_read_fault();
+}
+static void c_read_fault_disabled(void)
+{
+    setenv("MAPGUARD_CATCH_FAULTS", "0", 1);
+    c_read_fault();
+}
+static void c_sent_segv(void)
+{
+    mk(MG_KEY_U64, 10);
+    mg__crash_handler_install();
+    raise(SIGSEGV);
+    _exit(9);
+}
+
+static bool died_by_segv(const child *c)
+{
+    if (UNDER_SEGV_SANITIZER) /* its handler was first: ours chains to it */
+        return strstr(c->out, "Sanitizer: SEGV") != NULL;
+    return WIFSIGNALED(c->status) && WTERMSIG(c->status) == SIGSEGV;
+}
+
+static void t_fault_outside(void)
+{
+    /* The default action: the process still dies by SIGSEGV (under ASan:
+     * ASan's handler, installed first, still reports it). */
+    child c = run_child(c_fault_outside);
+    if (!died_by_segv(&c) || strstr(c.out, "fatal error")) {
+        describe(&c);
+        T_FAIL("a fault outside the read section must die as before");
+    }
+    child_free(&c);
+    /* A signal sent with kill(), not a fault: the same. */
+    c = run_child(c_sent_segv);
+    if (!UNDER_SEGV_SANITIZER && (!died_by_segv(&c) || strstr(c.out, "fatal error"))) {
+        describe(&c);
+        T_FAIL("a sent SIGSEGV must die as before");
+    }
+    child_free(&c);
+    /* The application's handler, installed before ours, still gets it. */
+    c = run_child(c_fault_outside_app_handler);
+    if (!WIFEXITED(c.status) || WEXITSTATUS(c.status) != 42 ||
+        strcmp(c.out, "APP HANDLER\n") != 0) {
+        describe(&c);
+        T_FAIL("a fault outside the read section must reach the previous handler");
+    }
+    child_free(&c);
+    /* ... but a faulting read is ours. */
+    c = run_child(c_read_fault_app_handler);
+    expect_report(&c, "concurrent map read and map write", NAME);
+    /* MAPGUARD_CATCH_FAULTS=0: no catch. */
+    c = run_child(c_read_fault_disabled);
+    if (!died_by_segv(&c) || strstr(c.out, "fatal error")) {
+        describe(&c);
+        T_FAIL("MAPGUARD_CATCH_FAULTS=0 must leave a faulting read alone");
+    }
+    child_free(&c);
+}
+
+/* The CI failure: a reader racing a writer that grows the map (and frees
+ * the old bucket arrays) must end in the report, never in a bare SIGSEGV. */
+static void *growing_writer(void *arg)
+{
+    (void)arg;
+    pthread_barrier_wait(&race_go);
+    for (uint64_t i = 0; i < 1000000; i++)
+        mg_put_u64(race_map, (i * 0x9e3779b97f4a7c15ull) | 1, i);
+    return NULL;
+}
+static void *growing_reader(void *arg)
+{
+    (void)arg;
+    pthread_barrier_wait(&race_go);
+    uint64_t v, sum = 0;
+    for (uint64_t i = 0; i < 100000000; i++)
+        if (mg_get_u64(race_map, i * 0x9e3779b97f4a7c15ull, &v))
+            sum += v;
+    return (void *)(uintptr_t)sum;
+}
+static void c_reader_vs_growth(void)
+{
+    mg__crash_handler_install();
+    mg_options o = {.name = "raced"};
+    race_map = mg_new(&o);
+    if (!race_map)
+        _exit(3);
+    for (uint64_t i = 0; i < 1000; i++)
+        mg_put_u64(race_map, i * 0x9e3779b97f4a7c15ull, i);
+    pthread_barrier_init(&race_go, NULL, 2);
+    pthread_t w, r;
+    pthread_create(&r, NULL, growing_reader, NULL);
+    pthread_create(&w, NULL, growing_writer, NULL);
+    pthread_join(w, NULL);
+    pthread_join(r, NULL);
+    race_epilogue();
+}
+static void t_racy_read_growth(void)
+{
+    for (int run = 0; run < 30; run++) {
+        child c = run_child(c_reader_vs_growth);
+        /* Under ASan the read of freed bucket memory may be caught first,
+         * by ASan, as a heap-use-after-free in the read: caught too. */
+        bool asan_caught = UNDER_ASAN && strstr(c.out, "AddressSanitizer: heap-use-after-free") &&
+                           strstr(c.out, "in mg_get_u64");
+        if (!asan_caught && !is_report(&c, "concurrent map read and map write", 0)) {
+            describe(&c);
+            T_FAIL("run %d: a read racing growth did not end in the report", run);
+        }
+        child_free(&c);
+    }
+}
+
 /* The harness itself: a child that exits cleanly, or dies another way, is
  * not taken for a report (so the checks above can fail). */
 static void c_clean_exit(void)
@@ -867,6 +1550,16 @@ int main(int argc, char **argv)
         {"racy_writes", t_racy_writes},
         {"racy_read_write", t_racy_read_write},
         {"racy_iter_write", t_racy_iter_write},
+        {"both_stacks", t_both_stacks},
+        {"traceback_modes", t_traceback_modes},
+        {"traceparent_api", t_traceparent_api},
+        {"traceparent_per_thread", t_traceparent_per_thread},
+        {"report_dir_json", t_report_dir_json},
+        {"reporter_faults", t_reporter_faults},
+        {"raw_frames_fallback", t_raw_frames_fallback},
+        {"read_fault", t_read_fault},
+        {"fault_outside", t_fault_outside},
+        {"racy_read_growth", t_racy_read_growth},
         {NULL, NULL}};
     return t_main(cases, argc, argv);
 }

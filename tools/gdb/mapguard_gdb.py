@@ -54,7 +54,7 @@ SIZEOF_CTRL = 16  # uint64_t tophash; mg_ovf *overflow
 SIZEOF_SLOT = 16  # uint64_t key, val
 OVF_SLOTS_OFFSET = 16  # mg_ovf: tophash, overflow, then slots[]
 BKEY_DATA_OFFSET = 24  # mg_bkey: hash, len, dead, then data[]
-SIZEOF_MAP = 200  # sizeof(struct mg_map) on LP64
+SIZEOF_MAP = 208  # sizeof(struct mg_map) on LP64
 # More old buckets than this are not scanned by mg-growth (one read each).
 SCAN_MAX = 1 << 20
 
