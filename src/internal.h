@@ -184,11 +184,9 @@ struct mg_map {
  * relaxed loads (mg__eng_sample): on x86-64 and arm64 the store is a plain
  * mov, and no line a reader uses is written.  The writer's own reads of
  * them stay plain (nobody else writes them). */
-#ifndef MG_NO_OBSERVE
+/* Relaxed in every build, MG_NO_OBSERVE included: the registry and
+ * mg_metrics_render are there too, and a scrape must never race a writer. */
 #define MG_PUB(field, v) __atomic_store_n(&(field), (v), __ATOMIC_RELAXED)
-#else
-#define MG_PUB(field, v) ((field) = (v))
-#endif
 #define MG_PUB_LOAD(field) __atomic_load_n(&(field), __ATOMIC_RELAXED)
 
 /* ---- memory ------------------------------------------------------------ */

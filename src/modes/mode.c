@@ -79,6 +79,9 @@ mg_mmap *mg__mode_alloc(const mg_options *o, size_t size, const mg_mops *ops)
     mm->mode = o->mode;
     mm->ops = ops;
     mm->inner = *o;
+    /* The engine maps the mode makes later use the header's copy of the
+     * allocator: the caller's struct may be gone after mg_new. */
+    mm->inner.alloc = o->alloc ? &mm->hdr.alloc : NULL;
     mm->inner.mode = MG_UNSYNC;
     mm->inner.name = NULL;
     mm->inner.hint = 0;
