@@ -45,8 +45,9 @@
  *
  * Hashing (hash.h)
  *   Secrets drawn from getrandom() per map (Go: hash0): byte keys hash with
- *   XXH3 and a 64-bit seed, u64 keys with a folded 128-bit multiply keyed by
- *   two secrets.  They are re-drawn when the map is cleared or a delete
+ *   XXH3 and a 64-bit seed, u64 keys with a folded 128-bit multiply of
+ *   (key ^ secret) by (bswap(key) ^ secret2): both factors depend on the key,
+ *   so structured keys do not land on a lattice of buckets.  They are re-drawn when the map is cleared or a delete
  *   empties it (Go does the same, issue 25237), never during growth: an old
  *   bucket must split into exactly two new ones.  Byte keys store their
  *   full hash next to the bytes, so evacuation and comparison never rehash.
