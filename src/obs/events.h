@@ -72,7 +72,8 @@ MG__COLD void mg__trace_shrink(const mg_map *m, unsigned oldB, unsigned newB);
 MG__COLD void mg__trace_promote(const mg_map *m, uint64_t n);
 MG__COLD void mg__trace_publish(const mg_map *m, uint64_t version);
 /* Writes a "fatal" instant event and finishes the file (it stays valid
- * JSON although the process aborts); never blocks (trylock). */
+ * JSON although the process aborts); waits at most 200 ms for the lock,
+ * and leaves the file unfinished if it cannot get it. */
 MG__COLD void mg__trace_fatal(const mg_map *m, const char *msg);
 /* The name of a map being reported as fatal, or NULL when m is NULL or
  * its header has no live magic (probes.c). */

@@ -19,6 +19,11 @@
  *   - Names are mapguard_<thing>_<unit>, base units, _total on counters; a
  *     family that no registered map has (say, no MG_ACTOR map) is left out.
  *   - Label values escape \\, \" and \n; HELP escapes \\ and \n (0.0.4).
+ *   - Label values and HELP are valid UTF-8: an ill-formed sequence in a
+ *     map's name becomes U+FFFD (Prometheus rejects a label value that is
+ *     not UTF-8, and one such value fails the whole scrape).  Duplicates
+ *     are told apart after that replacement, so two names that differ only
+ *     in invalid bytes still get distinct series (id="2").
  *   - Doubles are written in the shortest form that reads back to the same
  *     value, in the C locale whatever the process's LC_NUMERIC; NaN, +Inf
  *     and -Inf as the format spells them.
@@ -71,13 +76,78 @@ static void put_u64(out_t *o, uint64_t v)
     put(o, tmp + i, sizeof tmp - i);
 }
 
-/* esc_label: a label value (\\, \", \n); otherwise HELP text (\\, \n). */
+/* The UTF-8 sequence at p, p[0] >= 0x80: its length (2 to 4) when it is
+ * well formed (Unicode 15, table 3-7: no overlong forms, no surrogates,
+ * nothing above U+10FFFF), else minus the length of its maximal subpart
+ * (1 to 3), which becomes one U+FFFD (Unicode's recommended practice, as
+ * Python's and the WHATWG decoders do).  Never reads past a NUL. */
+static int utf8_seq(const unsigned char *p)
+{
+    unsigned char c = p[0], lo = 0x80, hi = 0xbf;
+    int need;
+    if (c >= 0xc2 && c <= 0xdf) {
+        need = 2;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        need = 3;
+        lo = c == 0xe0 ? 0xa0 : 0x80; /* E0 80..9F: overlong */
+        hi = c == 0xed ? 0x9f : 0xbf; /* ED A0..BF: surrogates */
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        need = 4;
+        lo = c == 0xf0 ? 0x90 : 0x80; /* F0 80..8F: overlong */
+        hi = c == 0xf4 ? 0x8f : 0xbf; /* F4 90..: above U+10FFFF */
+    } else {
+        return -1; /* 80..C1 (continuation, overlong lead), F5..FF */
+    }
+    for (int j = 1; j < need; j++) {
+        unsigned char b = p[j];
+        if (j == 1 ? b < lo || b > hi : (b & 0xc0) != 0x80)
+            return -j;
+    }
+    return need;
+}
+
+#define REPLACEMENT "\xef\xbf\xbd" /* U+FFFD in UTF-8 */
+
+/* s with every ill-formed UTF-8 sequence replaced by U+FFFD, into dst,
+ * which has room for 3 * strlen(s) + 1 bytes; returns the bytes written,
+ * NUL included. */
+static size_t utf8_sanitize(char *dst, const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t o = 0;
+    while (*p) {
+        int n = *p < 0x80 ? 1 : utf8_seq(p);
+        if (n > 0) {
+            memcpy(dst + o, p, (size_t)n);
+            o += (size_t)n;
+            p += n;
+        } else {
+            memcpy(dst + o, REPLACEMENT, 3);
+            o += 3;
+            p += -n;
+        }
+    }
+    dst[o++] = '\0';
+    return o;
+}
+
+/* esc_label: a label value (\\, \", \n); otherwise HELP text (\\, \n).
+ * Ill-formed UTF-8 becomes U+FFFD in both. */
 static void put_escaped(out_t *o, const char *s, bool esc_label)
 {
     const char *run = s;
-    for (; *s; s++) {
+    while (*s) {
         const char *rep = NULL;
-        if (*s == '\\')
+        size_t adv = 1;
+        if ((unsigned char)*s >= 0x80) {
+            int n = utf8_seq((const unsigned char *)s);
+            if (n > 0) {
+                s += n;
+                continue; /* part of the run */
+            }
+            rep = REPLACEMENT;
+            adv = (size_t)-n;
+        } else if (*s == '\\')
             rep = "\\\\";
         else if (*s == '\n')
             rep = "\\n";
@@ -86,8 +156,9 @@ static void put_escaped(out_t *o, const char *s, bool esc_label)
         if (rep) {
             put(o, run, (size_t)(s - run));
             puts_(o, rep);
-            run = s + 1;
+            run = s + adv;
         }
+        s += adv;
     }
     put(o, run, (size_t)(s - run));
 }
@@ -168,9 +239,9 @@ static void collect_one(const mg_metric_sample *s, void *arg)
     if (c->failed)
         return;
     const char *name = s->name ? s->name : "";
-    size_t nl = strlen(name) + 1;
+    size_t room = 3 * strlen(name) + 1; /* every byte may become U+FFFD */
     if (!reserve((void **)&c->v, &c->cap, c->n + 1, sizeof *c->v) ||
-        !reserve((void **)&c->names, &c->names_cap, c->names_len + nl, 1)) {
+        !reserve((void **)&c->names, &c->names_cap, c->names_len + room, 1)) {
         c->failed = true;
         return;
     }
@@ -184,8 +255,9 @@ static void collect_one(const mg_metric_sample *s, void *arg)
         m->s.keykind = "";
     m->name_off = c->names_len;
     m->id = 0;
-    memcpy(c->names + c->names_len, name, nl);
-    c->names_len += nl;
+    /* valid UTF-8 from here on, so that step 2 compares the names as
+     * Prometheus will see them */
+    c->names_len += utf8_sanitize(c->names + c->names_len, name);
 }
 
 /* ---- step 2: duplicate names ------------------------------------------- */

@@ -57,6 +57,15 @@ void mg__registry_remove(mg_map *m);
  * create or free maps.  Returns the number of maps visited. */
 size_t mg__registry_foreach(void (*fn)(const mg_metric_sample *s, void *arg), void *arg);
 
+/* fork: the registry's and the timeline's locks are taken around fork()
+ * so a child never inherits one held by a thread it does not have; the
+ * child's timeline is off, its file left to the parent (registry.c installs
+ * the handlers once, from the first registration or trace). */
+void mg__obs_atfork_init(void);
+void mg__trace_prefork(void);
+void mg__trace_postfork_parent(void);
+void mg__trace_postfork_child(void);
+
 /* Fatal errors reported by this process, by kind (guard.c). */
 void mg__fatal_count_inc(mg_fatal_kind kind);
 uint64_t mg__fatal_count(mg_fatal_kind kind);

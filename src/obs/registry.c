@@ -1,6 +1,16 @@
 /*
  * registry.c - the maps the metrics see, and how each one is sampled.
  * (See obs.h.)
+ *
+ * Fork: a child of a threaded parent inherits each mutex in the state it
+ * had at the fork, so a lock another thread held then (reg_lock while the
+ * /metrics thread scrapes, trace.c's lock while a map logs a growth) would
+ * never be released in the child, and the child's first named mg_new or
+ * map event would deadlock (prefork servers).  obs_atfork installs, once,
+ * handlers that take both locks before the fork (reg_lock first, then the
+ * trace lock: a fixed order, although no path nests them), release them
+ * in the parent, and release them in the child, where the trace is also
+ * turned off without closing its descriptor (trace.c).
  */
 #include "internal.h"
 #include "obs/obs.h"
@@ -24,8 +34,57 @@ static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
 static mg_map **reg;
 static size_t reg_n, reg_cap;
 
+/* ---- fork ------------------------------------------------------------------ */
+
+/* trace.c's side of the handlers (declared here: this file and trace.c are
+ * their only users). */
+
+static void prefork(void)
+{
+    pthread_mutex_lock(&reg_lock);
+#ifndef MG_NO_OBSERVE
+    mg__trace_prefork();
+#endif
+}
+
+static void postfork_parent(void)
+{
+#ifndef MG_NO_OBSERVE
+    mg__trace_postfork_parent();
+#endif
+    pthread_mutex_unlock(&reg_lock);
+}
+
+/* The child has one thread, the one that forked, which holds both locks. */
+static void postfork_child(void)
+{
+#ifndef MG_NO_OBSERVE
+    mg__trace_postfork_child();
+#endif
+    pthread_mutex_unlock(&reg_lock);
+}
+
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void atfork_register(void)
+{
+    /* Fails only with ENOMEM: forks then stay as unsafe as before. */
+    (void)pthread_atfork(prefork, postfork_parent, postfork_child);
+}
+
+/* Install the fork handlers, once per process: from the first named map's
+ * registration and from the first mg_trace_start, the only ways these
+ * locks get users. */
+void mg__obs_atfork_init(void)
+{
+    pthread_once(&atfork_once, atfork_register);
+}
+
+/* ---- the registry ------------------------------------------------------------ */
+
 void mg__registry_add(mg_map *m)
 {
+    mg__obs_atfork_init();
     pthread_mutex_lock(&reg_lock);
     if (reg_n == reg_cap) {
         size_t cap = reg_cap ? 2 * reg_cap : 16;

@@ -38,11 +38,20 @@
  * starts a new track (and closes any growth the old one left open).
  *
  * A trace ends by mg_trace_stop, at exit (atexit, registered on the first
- * start), or at a fatal report.  A forked child writes nothing: the first
- * event it sees turns the trace off in the child.
+ * start), or at a fatal report.
+ *
+ * Fork: a forked child writes nothing; the file is the parent's.  The
+ * fork handlers (registry.c, installed by the first mg_trace_start) take
+ * tr.lock before the fork, so no other thread's event can leave it held in
+ * the child, and turn the trace off in the child.  The child never closes
+ * tr.fd: the descriptor is the parent's (O_CLOEXEC drops it at exec), and
+ * by the time a child's map logs an event that number may well be a file
+ * of the child's own (close every descriptor, then open a log).  Its
+ * buffered bytes are dropped, never written twice.
  */
 #include "internal.h"
 #include "obs/events.h"
+#include "obs/obs.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -63,7 +72,8 @@ enum {
     TR_EVENT_MAX = 1024,   /* room one event needs (labels are bounded) */
     TR_LABEL_MAX = 256,    /* escaped name bytes kept for a track */
     TR_STEPS = 64,         /* evacuation counter resolution per growth */
-    TR_TRACKS_MIN = 64
+    TR_TRACKS_MIN = 64,
+    TR_FATAL_WAIT_MS = 200 /* how long a fatal report waits for the lock */
 };
 
 typedef struct {
@@ -123,9 +133,40 @@ __attribute__((format(printf, 1, 2))) static void out(const char *fmt, ...)
         tr.len += (size_t)n;
 }
 
+/* The UTF-8 sequence at p, p[0] >= 0x80: its length (2 to 4) when it is
+ * well formed (Unicode 15, table 3-7: no overlong forms, no surrogates,
+ * nothing above U+10FFFF), else minus the length of its maximal subpart
+ * (1 to 3), which becomes one U+FFFD (Unicode's recommended practice, as
+ * Python's and the WHATWG decoders do).  Never reads past a NUL. */
+static int utf8_seq(const unsigned char *p)
+{
+    unsigned char c = p[0], lo = 0x80, hi = 0xbf;
+    int need;
+    if (c >= 0xc2 && c <= 0xdf) {
+        need = 2;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        need = 3;
+        lo = c == 0xe0 ? 0xa0 : 0x80; /* E0 80..9F: overlong */
+        hi = c == 0xed ? 0x9f : 0xbf; /* ED A0..BF: surrogates */
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        need = 4;
+        lo = c == 0xf0 ? 0x90 : 0x80; /* F0 80..8F: overlong */
+        hi = c == 0xf4 ? 0x8f : 0xbf; /* F4 90..: above U+10FFFF */
+    } else {
+        return -1; /* 80..C1 (continuation, overlong lead), F5..FF */
+    }
+    for (int j = 1; j < need; j++) {
+        unsigned char b = p[j];
+        if (j == 1 ? b < lo || b > hi : (b & 0xc0) != 0x80)
+            return -j;
+    }
+    return need;
+}
+
 /* JSON string body of s (without quotes) into dst[cap]: escapes quotes,
- * backslashes and control bytes; a byte >= 0x80 that is not part of valid
- * UTF-8 becomes '?'.  Stops (at a character boundary) when full. */
+ * backslashes and control bytes; an ill-formed UTF-8 sequence becomes
+ * U+FFFD (utf8_seq), so the file is always valid UTF-8 and valid JSON.
+ * Stops (at a character boundary) when full. */
 static void json_escape(char *dst, size_t cap, const char *s)
 {
     size_t o = 0;
@@ -142,15 +183,14 @@ static void json_escape(char *dst, size_t cap, const char *s)
         } else if (c < 0x80) {
             tmp[k++] = (char)c;
         } else {
-            size_t need = c >= 0xf0 && c <= 0xf4 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 && c < 0xe0 ? 2 : 0;
-            bool ok = need != 0;
-            for (size_t j = 1; ok && j < need; j++)
-                ok = (p[j] & 0xc0) == 0x80;
-            if (ok) {
-                memcpy(tmp, p, need);
-                k = adv = need;
+            int n = utf8_seq(p);
+            if (n > 0) {
+                memcpy(tmp, p, (size_t)n);
+                k = adv = (size_t)n;
             } else {
-                tmp[k++] = '?';
+                memcpy(tmp, "\xef\xbf\xbd", 3); /* U+FFFD */
+                k = 3;
+                adv = (size_t)-n;
             }
         }
         if (o + k + 1 > cap)
@@ -301,18 +341,24 @@ static track *track_of(const mg_map *m)
 
 /* ---- events ------------------------------------------------------------------ */
 
+/* In a forked child: the trace is the parent's.  Turn it off here without
+ * closing tr.fd (see the top of the file); under the lock. */
+static void disown(void)
+{
+    tr.on = false;
+    tr.fd = -1;
+    tr.len = 0;
+    atomic_store_explicit(&mg__trace_active, 0, memory_order_relaxed);
+}
+
 /* Take the lock; false (unlocked) when no trace runs in this process. */
 static bool enter(void)
 {
     pthread_mutex_lock(&tr.lock);
     if (tr.on && getpid() == tr.pid)
         return true;
-    if (tr.on) { /* a forked child: the file is the parent's */
-        tr.on = false;
-        atomic_store_explicit(&mg__trace_active, 0, memory_order_relaxed);
-        close(tr.fd);
-        tr.fd = -1;
-    }
+    if (tr.on) /* a child the fork handlers missed (a raw clone) */
+        disown();
     pthread_mutex_unlock(&tr.lock);
     return false;
 }
@@ -436,10 +482,18 @@ static int finish(bool release)
 
 void mg__trace_fatal(const mg_map *m, const char *msg)
 {
-    /* The reporter may run in a signal handler or with our lock held by
-     * the faulting thread: never wait. */
-    if (pthread_mutex_trylock(&tr.lock) != 0)
-        return;
+    /* The reporter may run in a signal handler, or in the thread that holds
+     * our lock (a fault inside this file): never block for long.  Another
+     * thread holds the lock for one event or one buffer write, so try for up to
+     * TR_FATAL_WAIT_MS (nanosleep is async-signal-safe); after that the
+     * file is left unfinished (docs/tracing.md). */
+    int tries = 0;
+    while (pthread_mutex_trylock(&tr.lock) != 0) {
+        if (++tries > TR_FATAL_WAIT_MS)
+            return;
+        struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
+    }
     if (tr.on && getpid() == tr.pid) {
         char esc[TR_LABEL_MAX];
         json_escape(esc, sizeof esc, msg ? msg : "");
@@ -458,20 +512,38 @@ static void trace_atexit(void)
     pthread_mutex_unlock(&tr.lock);
 }
 
+/* ---- fork (handlers installed by registry.c) -------------------------------- */
+
+void mg__trace_prefork(void)
+{
+    pthread_mutex_lock(&tr.lock);
+}
+
+void mg__trace_postfork_parent(void)
+{
+    pthread_mutex_unlock(&tr.lock);
+}
+
+/* The child's only thread holds tr.lock (taken by mg__trace_prefork). */
+void mg__trace_postfork_child(void)
+{
+    if (tr.on)
+        disown();
+    pthread_mutex_unlock(&tr.lock);
+}
+
 int mg_trace_start(const char *path)
 {
     if (!path)
         return MG_EINVAL;
+    mg__obs_atfork_init();
     pthread_mutex_lock(&tr.lock);
     if (tr.on && getpid() == tr.pid) {
         pthread_mutex_unlock(&tr.lock);
         return MG_EBUSY;
     }
-    if (tr.on) { /* inherited from the parent across fork: drop it */
-        close(tr.fd);
-        tr.on = false;
-        tracks_free();
-    }
+    if (tr.on) /* inherited from the parent across fork: not ours */
+        disown();
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
         int e = errno;

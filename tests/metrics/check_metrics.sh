@@ -37,6 +37,12 @@ for want in 'mapguard_entries{map="sessions",mode="unsync"} 1000' \
         echo "FAIL: no line: $want"; fail=1
     fi
 done
+# A name that is not UTF-8 ("bad" FF C0 AF "name"): each ill-formed byte is
+# U+FFFD (EF BF BD), so promtool above accepts the label value.
+want=$(printf 'mapguard_entries{map="bad\357\277\275\357\277\275\357\277\275name",mode="unsync"} 4')
+if ! LC_ALL=C grep -qxF "$want" "$work/out.prom"; then
+    echo "FAIL: no line: $want"; fail=1
+fi
 for fam in mapguard_build_info mapguard_maps mapguard_fatal_errors_total \
            mapguard_map_info mapguard_entries mapguard_buckets mapguard_buckets_log2 \
            mapguard_load_factor mapguard_overflow_buckets mapguard_grows_total \

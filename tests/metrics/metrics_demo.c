@@ -11,7 +11,8 @@
  * The maps: "sessions" (unsync, 1000 u64 keys), "users" (rwlock, 500 byte
  * keys), "cache" (sharded, 2000), "config" (readmostly, 300, read so that
  * it promotes), "routes" (snapshot, 100), "jobs" (actor, 50), two maps
- * named "dup" and one named `we"ird\<newline>name` (escaping).
+ * named "dup", one named `we"ird\<newline>name` (escaping) and one named
+ * "bad" 0xFF 0xC0 0xAF "name", not UTF-8 (rendered with U+FFFD).
  */
 #include "mapguard.h"
 #ifdef MG_DEMO_HTTP
@@ -24,7 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define NMAPS 9
+#define NMAPS 10
 
 static mg_map *maps[NMAPS];
 
@@ -64,6 +65,7 @@ static void make_all(void)
     maps[6] = make("dup", MG_UNSYNC, MG_KEY_U64, 1);
     maps[7] = make("dup", MG_UNSYNC, MG_KEY_U64, 2);
     maps[8] = make("we\"ird\\\nname", MG_UNSYNC, MG_KEY_U64, 3);
+    maps[9] = make("bad\xff\xc0\xafname", MG_UNSYNC, MG_KEY_U64, 4);
     uint64_t v;
     for (int round = 0; round < 3; round++)
         for (uint64_t k = 0; k < 300; k++)

@@ -289,6 +289,52 @@ static void c_escaping(void)
     mg_free(m);
 }
 
+/* A name that is not valid UTF-8: Prometheus rejects such a label value
+ * (and with it the whole scrape), so each maximal ill-formed subpart
+ * becomes U+FFFD: a stray byte, C0/C1/F5.. leads, an overlong, a
+ * surrogate, a code point above U+10FFFF, a sequence cut by the end.  Two
+ * names equal after that are duplicates (id="2"). */
+#define R "\xef\xbf\xbd" /* U+FFFD */
+static void c_utf8(void)
+{
+    mg_map *a = named("ok\xc3\xa9|bad\xff|over\xc0\xaf|e0\xe0\x80\xaf|sur\xed\xa0\x80"
+                      "|f4\xf4\x90\x80\x80|f5\xf5\x80|cut\xe2\x82",
+                      MG_UNSYNC, MG_KEY_U64);
+    mg_map *b = named("ok\xc3\xa9|bad\xfe|over\xc1\xbf|e0\xe0\x9f\xbf|sur\xed\xbf\xbf"
+                      "|f4\xf4\xbf\xbf\xbf|f5\xfd\xbf|cut\xf0\x9f\x98",
+                      MG_RWLOCK, MG_KEY_U64);
+    mg_map *ok = named("emoji\xf0\x9f\x98\x80 max\xf4\x8f\xbf\xbf", MG_UNSYNC, MG_KEY_U64);
+    fill_u64(a, 1);
+    fill_u64(b, 2);
+    fill_u64(ok, 3);
+    char *t = render_all();
+    check_well_formed(t);
+    expect_family(t, "mapguard_entries",
+                  "# TYPE mapguard_entries gauge\n"
+                  "mapguard_entries{map=\"ok\xc3\xa9|bad" R "|over" R R "|e0" R R R "|sur" R R R
+                  "|f4" R R R R "|f5" R R "|cut" R "\",mode=\"unsync\"} 1\n"
+                  "mapguard_entries{map=\"ok\xc3\xa9|bad" R "|over" R R "|e0" R R R "|sur" R R R
+                  "|f4" R R R R "|f5" R R "|cut" R "\",mode=\"rwlock\",id=\"2\"} 2\n"
+                  "mapguard_entries{map=\"emoji\xf0\x9f\x98\x80 max\xf4\x8f\xbf\xbf\","
+                  "mode=\"unsync\"} 3\n");
+    /* the whole text is valid UTF-8 */
+    for (const unsigned char *p = (const unsigned char *)t; *p;) {
+        int n = *p < 0x80 ? 1 : *p >= 0xc2 && *p <= 0xdf ? 2 : *p >= 0xe0 && *p <= 0xef ? 3
+                : *p >= 0xf0 && *p <= 0xf4 ? 4 : 0;
+        if (n == 0)
+            T_FAIL("byte 0x%02x at offset %zu is not a UTF-8 lead", *p, (size_t)(p - (const unsigned char *)t));
+        for (int j = 1; j < n; j++)
+            if ((p[j] & 0xc0) != 0x80)
+                T_FAIL("offset %zu: cut sequence", (size_t)(p - (const unsigned char *)t));
+        p += n;
+    }
+    free(t);
+    mg_free(a);
+    mg_free(b);
+    mg_free(ok);
+}
+#undef R
+
 /* Names should be unique; the 2nd, 3rd... map with a name gets id="2"... */
 static void c_duplicates(void)
 {
@@ -621,7 +667,8 @@ int main(int argc, char **argv)
 {
     static const t_case cases[] = {
         {"exact", c_exact},           {"truncation", c_truncation},
-        {"escaping", c_escaping},     {"duplicates", c_duplicates},
+        {"escaping", c_escaping},     {"utf8", c_utf8},
+        {"duplicates", c_duplicates},
         {"every_mode", c_every_mode}, {"unnamed", c_unnamed},
         {"fatal_kinds", c_fatal_kinds}, {"concurrent", c_concurrent},
         {"fatal_counted", c_fatal_counted}, {"actor_range", c_actor_range}, {"actor_batch", c_actor_batch},

@@ -173,7 +173,13 @@ def synthetic(ev, st):
     check(b["args"] == {"oldB": 16, "newB": 17, "kind": "double", "entries": 123}, repr(b["args"]))
     check(e["args"]["evacuated"] == 65536 and e["args"]["units"] == 65536, repr(e["args"]))
     check(len(s) == STEPS + 1 and s[0] == 0 and s[-1] == 1, "big: %d samples" % len(s))
-    odd = "quote\" back\\ tab\t nl\n \u00e9 bad? end"
+    # trace_prog.c's name; ill-formed UTF-8 becomes U+FFFD, one per maximal
+    # subpart, as Python decodes it (errors="replace")
+    raw = (b'quote" back\\ tab\t nl\n \xc3\xa9 bad\xff f5\xf5\x80\x80\x80'
+           b' over\xc0\xaf\xe0\x80\xaf sur\xed\xa0\x80 big\xf4\x90\x80\x80'
+           b' ok\xf0\x9f\x98\x80 end\xe2\x82')
+    odd = raw.decode("utf-8", "replace")
+    check(odd.count("\ufffd") == 18 and "\U0001f600" in odd, repr(odd))
     check(odd in t, "escaped name missing: %r" % list(t))
     og = growths(ev, t[odd][0])
     check(len(og) == 1 and og[0][0]["args"]["kind"] == "same-size", repr(og))
