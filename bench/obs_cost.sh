@@ -3,11 +3,11 @@
 #
 # Builds the single-thread benchmark twice, from this tree: with the layer
 # compiled in (MG_OBSERVE=ON, the default: USDT probes with their
-# semaphores, timeline checks, published sample fields) and compiled out
-# (MG_OBSERVE=OFF).  Nothing traces or scrapes during the runs.  Then runs
-# the two binaries alternately (each going first half of the time), RUNS times each, over the single-thread
-# phases of ../shared/workload.md, and prints the median ns/op per phase
-# and the ratio ON/OFF (1.02 = 2% slower).
+# semaphores, timeline checks) and compiled out (MG_OBSERVE=OFF).  Nothing
+# traces or scrapes during the runs.  Then runs the two binaries
+# alternately (each going first half of the time), RUNS times each, over
+# the single-thread phases of ../shared/workload.md, and prints the median
+# ns/op per phase and the ratio ON/OFF (1.02 = 2% slower).
 #
 #   sh bench/obs_cost.sh [N] [RUNS]      defaults: 1000000, 7
 #   make bench-obs                       the same
