@@ -21,7 +21,10 @@
  *
  *   1. Once per process: the first thread to report wins; any other thread
  *      that detects a misuse (or faults) meanwhile parks for good.  A
- *      fatal inside the report or the hook does not report again.
+ *      fatal inside the report or the hook does not report again.  A
+ *      watchdog (a POSIX timer aimed at this thread, with its own signal
+ *      and cookie) is armed now and re-armed for each later step, so
+ *      nothing below that can block runs unwatched.
  *   2. Count it (mg__fatal_count_inc) and fire the USDT map__fatal event.
  *   3. Stacks: this thread's with backtrace(); the thread that held the
  *      map (its token in the writer word gives its tid) is signalled and
@@ -44,14 +47,20 @@
  * "calls" read_fault() on the faulting thread's own stack, as if the
  * faulting instruction had called it; the report then runs outside any
  * signal handler, and the faulting read shows as a frame of the stack.
- * Any other fault goes to the previous handler (a sanitizer's, the
- * application's), or, for the default action, the handler restores it and
- * returns so the fault happens again and kills the process as before.
+ * A fault in that section with no live map header in sight is a race only
+ * if its address is in no mapping (a bucket array the writer unmapped);
+ * a bad map pointer into the first 64 KiB or a mapped page (a guard page
+ * the application handles) is not.  Any
+ * other fault goes to the previous handler (a sanitizer's, the
+ * application's) the way the kernel would have run it (chain()), or, for
+ * the default action, the handler restores it and returns so the fault
+ * happens again and kills the process as before.
  */
 #include "internal.h"
 #include "obs/events.h"
 #include "obs/fatal.h"
 #include "obs/obs.h"
+#include "modes/modes.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -88,25 +97,58 @@ void mg__thread_init(void)
 /* ---- reading memory that may be gone ------------------------------------ */
 
 /* Copy n bytes from src, or return false if they are not readable, without
- * faulting: process_vm_readv on ourselves; where that is refused
- * (seccomp), a write into a pipe, which fails with EFAULT instead. */
-static int probe_pipe[2] = {-1, -1};
-static atomic_flag probe_busy = ATOMIC_FLAG_INIT;
+ * faulting: process_vm_readv on ourselves; where that is refused (seccomp:
+ * EPERM or ENOSYS), a write into a pipe, which fails with EFAULT instead.
+ * The pipe is made for the one call (pipe2, async-signal-safe) and closed
+ * before returning: no descriptor is held between calls (a daemon that
+ * closes every descriptor cannot have its numbers reused under us), and a
+ * partial write can leave no bytes behind for a later read.  Safe in a
+ * signal handler and from any number of threads at once. */
+bool mg__safe_read(uintptr_t src, void *dst, size_t n)
+{
+    struct iovec l = {dst, n}, r = {(void *)src, n};
+    int saved = errno;
+    long got = syscall(SYS_process_vm_readv, (long)getpid(), &l, 1L, &r, 1L, 0L);
+    if (got == (long)n) {
+        errno = saved;
+        return true;
+    }
+    bool refused = got < 0 && (errno == EPERM || errno == ENOSYS);
+    int p[2];
+    /* Raw system calls: a sanitizer's write() interceptor would check the
+     * very bytes we are probing. */
+    if (!refused || n > 4096 || syscall(SYS_pipe2, p, O_CLOEXEC | O_NONBLOCK) != 0) {
+        errno = saved;
+        return false;
+    }
+    /* A fresh pipe holds 64 KiB: the write never blocks; it stops at the
+     * first unreadable byte (a short count, or EFAULT). */
+    long w;
+    do
+        w = syscall(SYS_write, p[1], (const void *)src, n);
+    while (w < 0 && errno == EINTR);
+    bool ok = false;
+    if (w == (long)n) {
+        size_t got_n = 0;
+        while (got_n < n) {
+            long rd = syscall(SYS_read, p[0], (char *)dst + got_n, n - got_n);
+            if (rd < 0 && errno == EINTR)
+                continue;
+            if (rd <= 0)
+                break;
+            got_n += (size_t)rd;
+        }
+        ok = got_n == n;
+    }
+    syscall(SYS_close, p[0]);
+    syscall(SYS_close, p[1]);
+    errno = saved;
+    return ok;
+}
 
 static bool safe_read(uintptr_t src, void *dst, size_t n)
 {
-    struct iovec l = {dst, n}, r = {(void *)src, n};
-    long got = syscall(SYS_process_vm_readv, (long)getpid(), &l, 1L, &r, 1L, 0L);
-    if (got == (long)n)
-        return true;
-    if (got >= 0 || (errno != EPERM && errno != ENOSYS) || probe_pipe[1] < 0 || n > 4096)
-        return false;
-    if (atomic_flag_test_and_set(&probe_busy))
-        return false;
-    bool ok = write(probe_pipe[1], (const void *)src, n) == (ssize_t)n &&
-              read(probe_pipe[0], dst, n) == (ssize_t)n;
-    atomic_flag_clear(&probe_busy);
-    return ok;
+    return mg__safe_read(src, dst, n);
 }
 
 long mg__token_tid(uintptr_t token)
@@ -150,13 +192,48 @@ static void read_config(void)
 
 /* ---- the hook ---------------------------------------------------------------- */
 
-static _Atomic(mg_fatal_hook) user_hook;
-static _Atomic(void *) user_hook_arg;
+/* One pointer publishes the pair {hook, arg}, so the reporter never pairs
+ * one call's hook with another call's argument.  Setters (under hook_lock)
+ * fill the slot the pointer does not name, then publish it and bump
+ * hook_seq.  The reporter (no lock: a parked thread may hold it) reads
+ * hook_seq, the pointer and the slot's two fields, then hook_seq again,
+ * and retries on a change: a slot is rewritten only by the second setter
+ * after the one that moved the pointer away from it, so a torn pair
+ * always comes with a changed hook_seq. */
+typedef struct {
+    _Atomic(mg_fatal_hook) hook;
+    _Atomic(void *) arg;
+} hook_pair;
+static hook_pair hook_slots[2];
+static _Atomic(hook_pair *) hook_cur; /* NULL: no hook */
+static atomic_ulong hook_seq;
+static pthread_mutex_t hook_lock = PTHREAD_MUTEX_INITIALIZER;
 
 mg_fatal_hook mg_on_fatal(mg_fatal_hook hook, void *arg)
 {
-    atomic_store(&user_hook_arg, arg);
-    return atomic_exchange(&user_hook, hook);
+    pthread_mutex_lock(&hook_lock);
+    hook_pair *cur = atomic_load(&hook_cur);
+    mg_fatal_hook prev = cur ? atomic_load(&cur->hook) : NULL;
+    hook_pair *next = &hook_slots[cur == &hook_slots[0] ? 1 : 0];
+    atomic_store(&next->hook, hook);
+    atomic_store(&next->arg, arg);
+    atomic_store(&hook_cur, hook ? next : NULL);
+    atomic_fetch_add(&hook_seq, 1);
+    pthread_mutex_unlock(&hook_lock);
+    return prev;
+}
+
+/* The current pair, read consistently (see above). */
+static MG_FATAL_TEXT mg_fatal_hook load_hook(void **arg)
+{
+    for (;;) {
+        unsigned long seq = atomic_load(&hook_seq);
+        hook_pair *cur = atomic_load(&hook_cur);
+        mg_fatal_hook hook = cur ? atomic_load(&cur->hook) : NULL;
+        *arg = cur ? atomic_load(&cur->arg) : NULL;
+        if (atomic_load(&hook_seq) == seq)
+            return hook;
+    }
 }
 
 /* ---- output ------------------------------------------------------------------ */
@@ -203,17 +280,28 @@ typedef struct {
     bool map_unknown;   /* read faults: no map header was found */
 } report_args;
 
-static atomic_int reporting;           /* 1 once a thread reports */
-static _Thread_local int in_report;    /* this thread is (or was) reporting */
-static volatile sig_atomic_t stage;    /* see the enum */
+static atomic_int reporting; /* 1 once a thread reports */
+/* This thread is (or was) reporting; read in the fault handler, so
+ * initial-exec (no lazy TLS allocation in a handler). */
+static _Thread_local int in_report __attribute__((tls_model("initial-exec")));
+static volatile sig_atomic_t stage; /* see the enum */
 static volatile long reporter_tid;
 static sigjmp_buf sym_jmp;
 static const char *volatile cur_msg;
 
-enum { ST_IDLE, ST_CAPTURE, ST_SYMBOLISE, ST_PRINTED };
+/* The steps of the report, as the signal handlers see them. */
+enum {
+    ST_IDLE,
+    ST_CAPTURE,   /* counting, the trace event, stacks, the raw render */
+    ST_SYMBOLISE, /* libdw: a fault or the watchdog falls back to raw */
+    ST_PRINT,     /* the text to stderr, the JSON file */
+    ST_HOOK       /* the user's hook */
+};
 
-/* Bounds for the steps that can hang: symbolisation, the hook. */
+/* Bounds for the steps that can hang (the watchdog, below). */
+#define CAPTURE_SECONDS 5
 #define SYMBOLISE_SECONDS 5
+#define PRINT_SECONDS 10
 #define HOOK_SECONDS 10
 #define OTHER_STACK_MS 1000
 
@@ -225,9 +313,13 @@ static struct {
     char json[160 * 1024];
 } R;
 
+/* The longest map name the report prints (the text and the JSON). */
+#define NAME_MAX_PRINT 256
+
 static bool header_readable(const mg_map *m)
 {
-    return m && (m->magic == MG_MAGIC_U64 || m->magic == MG_MAGIC_BYTES);
+    return m && (m->magic == MG_MAGIC_U64 || m->magic == MG_MAGIC_BYTES ||
+                 m->magic == MG_MAGIC_MODE);
 }
 
 static const char *exception_type(mg_fatal_kind kind)
@@ -272,41 +364,106 @@ static _Noreturn void die(void)
     abort();
 }
 
+/* ---- the watchdog ----------------------------------------------------------
+ * A POSIX timer that signals the reporting thread alone (SIGEV_THREAD_ID)
+ * with a signal of its own, WATCHDOG_SIGNAL, and the address of wd_cookie
+ * as its value: the handler acts only on that (si_code SI_TIMER and the
+ * cookie), so an application's SIGALRM (alarm, setitimer) or its own use
+ * of the signal never passes for the watchdog, and the application keeps
+ * its SIGALRM handler.  It is armed when the report starts, before
+ * anything that can block (the trace event, the stacks, the raw render's
+ * dladdr1, which takes the loader's lock), and re-armed for each later
+ * step.  Each arming records its deadline first; an expiry signal that
+ * arrives before the current deadline (a late one from an earlier arming)
+ * or while disarmed is dropped, so a late timer never cuts the text
+ * short. */
+#define WATCHDOG_SIGNAL (SIGRTMIN + 4)
+static const char wd_cookie;
+static timer_t wd_timer;
+static bool wd_ok;
+static _Atomic long long wd_deadline; /* CLOCK_MONOTONIC ns; 0: disarmed */
+
+static long long mono_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000000000ll + t.tv_nsec;
+}
+
+static MG_FATAL_TEXT void watchdog_arm(int seconds)
+{
+    if (!wd_ok)
+        return;
+    atomic_store(&wd_deadline, seconds ? mono_ns() + seconds * 1000000000ll : 0);
+    struct itimerspec its;
+    memset(&its, 0, sizeof its);
+    its.it_value.tv_sec = seconds;
+    timer_settime(wd_timer, 0, &its, NULL);
+}
+
+static MG_FATAL_TEXT void watchdog_start(void)
+{
+    struct sigevent sev;
+    memset(&sev, 0, sizeof sev);
+    sev.sigev_notify = SIGEV_THREAD_ID;
+    sev.sigev_signo = WATCHDOG_SIGNAL;
+    sev.sigev_value.sival_ptr = (void *)(uintptr_t)&wd_cookie;
+#ifdef sigev_notify_thread_id
+    sev.sigev_notify_thread_id = (pid_t)reporter_tid;
+#else
+    sev._sigev_un._tid = (pid_t)reporter_tid;
+#endif
+    wd_ok = timer_create(CLOCK_MONOTONIC, &sev, &wd_timer) == 0;
+    watchdog_arm(CAPTURE_SECONDS);
+}
+
+/* Is this signal the watchdog's expiry, due now? */
+static bool watchdog_due(const siginfo_t *si)
+{
+    if (si->si_code != SI_TIMER || si->si_value.sival_ptr != (void *)(uintptr_t)&wd_cookie)
+        return false;
+    long long deadline = atomic_load(&wd_deadline);
+    return deadline != 0 && mono_ns() >= deadline;
+}
+
 /* A signal while this process reports: a fault in the reporter or the
  * hook, the watchdog, or a fault in another thread. */
 static MG_FATAL_TEXT void report_signal(int sig, siginfo_t *si, void *uc)
 {
-    (void)si, (void)uc;
+    (void)uc;
+    int saved = errno;
+    bool watchdog = sig == WATCHDOG_SIGNAL;
     long self = (long)syscall(SYS_gettid);
-    if (self != reporter_tid) {
-        if (sig == SIGALRM) { /* the timer is for the reporting thread */
-            syscall(SYS_tgkill, (long)getpid(), (long)reporter_tid, SIGALRM);
-            return;
-        }
-        park(); /* another thread faulted: the report goes on */
+    if (watchdog && (self != reporter_tid || !watchdog_due(si))) {
+        errno = saved; /* someone else's, or a late one: not ours to act on */
+        return;
     }
+    if (self != reporter_tid)
+        park(); /* another thread faulted: the report goes on */
     if (stage == ST_SYMBOLISE)
         siglongjmp(sym_jmp, sig); /* print the raw frames instead */
+    if (watchdog && stage == ST_PRINT)
+        die(); /* stderr or the JSON file blocks: more text would too */
     if (stage == ST_CAPTURE && cur_msg) {
         write_str("fatal error: ");
         write_str(cur_msg);
         write_str("\n");
     }
-    write_str(stage == ST_PRINTED ? "\nmapguard: signal " : "mapguard: signal ");
+    write_str(stage >= ST_PRINT ? "\nmapguard: signal " : "mapguard: signal ");
     write_long(sig);
-    write_str(sig == SIGALRM ? " (watchdog: a step of the fatal report did not finish)"
-                             : " inside the fatal report");
+    write_str(watchdog ? " (watchdog: a step of the fatal report did not finish)"
+                       : " inside the fatal report");
     write_str("; aborting\n");
     die();
 }
 
 static void report_signals(void)
 {
-    static const int sigs[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGALRM};
+    const int sigs[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, WATCHDOG_SIGNAL};
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = report_signal;
-    sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER | SA_RESTART;
     sigemptyset(&sa.sa_mask);
     sigset_t unblock;
     sigemptyset(&unblock);
@@ -327,8 +484,9 @@ static void render_map(char *b, size_t *n, size_t cap, const report_args *a)
             mg__buf_printf(b, n, cap, "map: nil\n");
         else if (a->map_unknown)
             mg__buf_printf(b, n, cap,
-                           "map: unknown (no map header with a write in progress "
-                           "was found in the faulting thread's registers or stack)\n");
+                           "map: unknown (no live map header was found in the faulting "
+                           "thread's registers or stack; the faulting address is in "
+                           "no mapping)\n");
         return;
     }
     if (!header_readable(m)) {
@@ -336,18 +494,26 @@ static void render_map(char *b, size_t *n, size_t cap, const report_args *a)
                        (const void *)m, (unsigned long long)m->magic);
         return;
     }
+    const char *keys = m->keykind == MG_KEY_BYTES ? "bytes" : "u64";
+    if (m->magic == MG_MAGIC_MODE) {
+        /* A concurrent mode's map: its entries live in the mode's own
+         * structures; the header has the name and the key kind. */
+        const char *mode = mg_mode_name(((const mg_mmap *)(uintptr_t)m)->mode);
+        mg__buf_printf(b, n, cap, "map \"%.*s\" %p: mode=%s keys=%s\n", NAME_MAX_PRINT,
+                       m->name ? m->name : "", (const void *)m, mode ? mode : "?", keys);
+        return;
+    }
     /* Racy reads of a map another thread is changing: a snapshot, not a
      * consistent picture. */
     size_t buckets = (size_t)1 << (m->B <= MG_MAX_B ? m->B : 0);
     mg__buf_printf(b, n, cap,
-                   "map \"%s\" %p: count=%zu B=%u buckets=%zu load_factor=%.2f "
+                   "map \"%.*s\" %p: count=%zu B=%u buckets=%zu load_factor=%.2f "
                    "growing=%s grows=%llu same_size_grows=%llu shrinks=%llu keys=%s\n",
-                   m->name ? m->name : "", (const void *)m, m->count, (unsigned)m->B,
-                   buckets, (double)m->count / (double)buckets,
+                   NAME_MAX_PRINT, m->name ? m->name : "", (const void *)m, m->count,
+                   (unsigned)m->B, buckets, (double)m->count / (double)buckets,
                    m->oldbuckets ? "yes" : "no", (unsigned long long)m->grows_total,
                    (unsigned long long)m->same_size_grows_total,
-                   (unsigned long long)m->shrinks_total,
-                   m->keykind == MG_KEY_BYTES ? "bytes" : "u64");
+                   (unsigned long long)m->shrinks_total, keys);
 }
 
 static const char *map_name(const report_args *a)
@@ -383,7 +549,7 @@ static size_t render(char *b, size_t cap, const report_args *a, long other_tid,
         mg__buf_printf(b, &n, cap, "\nthread %ld [writing map %p", other_tid,
                        (const void *)a->m);
         if (map_name(a))
-            mg__buf_printf(b, &n, cap, " \"%s\"", map_name(a));
+            mg__buf_printf(b, &n, cap, " \"%.*s\"", NAME_MAX_PRINT, map_name(a));
         mg__buf_printf(b, &n, cap, "]:\n");
         if (R.other_rc == 0 && symbolised)
             mg__stack_render(&R.other, b, &n, cap);
@@ -408,23 +574,49 @@ static size_t render(char *b, size_t cap, const report_args *a, long other_tid,
 /* ---- JSON: one OTLP/JSON LogRecord with OpenTelemetry's exception
  * attributes (docs/fatal-report.md) -------------------------------------- */
 
-/* Length of the valid UTF-8 sequence at s, or 0. */
-static size_t utf8_len(const unsigned char *s)
+/* Length of the well-formed UTF-8 sequence at s (at most avail bytes), or
+ * 0: RFC 3629's table, so no overlong form, no surrogate (U+D800..DFFF),
+ * nothing past U+10FFFF, no lead byte C0, C1 or F5..FF. */
+static size_t utf8_len(const unsigned char *s, size_t avail)
 {
-    size_t n = s[0] >= 0xf0 && s[0] <= 0xf4 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc2 ? 2 : 0;
-    if (s[0] >= 0xf8)
+    unsigned char c = s[0], lo = 0x80, hi = 0xbf;
+    size_t n;
+    if (c >= 0xc2 && c <= 0xdf)
+        n = 2;
+    else if (c >= 0xe0 && c <= 0xef)
+        n = 3;
+    else if (c >= 0xf0 && c <= 0xf4)
+        n = 4;
+    else
         return 0;
-    for (size_t i = 1; i < n; i++)
+    if (c == 0xe0)
+        lo = 0xa0; /* overlong */
+    else if (c == 0xed)
+        hi = 0x9f; /* surrogates */
+    else if (c == 0xf0)
+        lo = 0x90; /* overlong */
+    else if (c == 0xf4)
+        hi = 0x8f; /* past U+10FFFF */
+    if (avail < n || s[1] < lo || s[1] > hi)
+        return 0;
+    for (size_t i = 2; i < n; i++)
         if ((s[i] & 0xc0) != 0x80)
             return 0;
     return n;
 }
 
+/* Room json_str leaves at the end of the buffer, so the rest of the
+ * record (the closing quote, the attributes after it, "]}") always fits
+ * and the JSON stays valid even when a long string is cut short. */
+#define JSON_TAIL_RESERVE 8192
+
+/* s as a JSON string: escapes as RFC 8259 wants; a byte that is not part
+ * of well-formed UTF-8 becomes U+FFFD. */
 static void json_str(char *b, size_t *n, size_t cap, const char *s, size_t len)
 {
     mg__buf_printf(b, n, cap, "\"");
     const unsigned char *p = (const unsigned char *)s, *end = p + len;
-    while (p < end) {
+    while (p < end && *n + JSON_TAIL_RESERVE < cap) {
         unsigned char c = *p;
         if (c == '"' || c == '\\') {
             mg__buf_printf(b, n, cap, "\\%c", c);
@@ -437,8 +629,8 @@ static void json_str(char *b, size_t *n, size_t cap, const char *s, size_t len)
         } else if (c < 0x80) {
             mg__buf_printf(b, n, cap, "%c", c);
         } else {
-            size_t u = utf8_len(p); /* s is NUL-terminated: no overrun */
-            if (u == 0 || (size_t)(end - p) < u) {
+            size_t u = utf8_len(p, (size_t)(end - p));
+            if (u == 0) {
                 mg__buf_printf(b, n, cap, "\\ufffd");
             } else {
                 mg__buf_printf(b, n, cap, "%.*s", (int)u, (const char *)p);
@@ -458,13 +650,19 @@ static void json_attr_key(char *b, size_t *n, size_t cap, bool *first, const cha
     *first = false;
 }
 
-static void json_attr_str(char *b, size_t *n, size_t cap, bool *first, const char *key,
-                          const char *v)
+static void json_attr_strn(char *b, size_t *n, size_t cap, bool *first, const char *key,
+                           const char *v, size_t len)
 {
     json_attr_key(b, n, cap, first, key);
     mg__buf_printf(b, n, cap, "{\"stringValue\":");
-    json_str(b, n, cap, v, strlen(v));
+    json_str(b, n, cap, v, len);
     mg__buf_printf(b, n, cap, "}}");
+}
+
+static void json_attr_str(char *b, size_t *n, size_t cap, bool *first, const char *key,
+                          const char *v)
+{
+    json_attr_strn(b, n, cap, first, key, v, strlen(v));
 }
 
 static void json_attr_int(char *b, size_t *n, size_t cap, bool *first, const char *key,
@@ -505,7 +703,8 @@ static size_t render_json(const report_args *a, const char *text, size_t threads
     if (a->detail)
         json_attr_str(b, &n, cap, &first, "mapguard.fatal.detail", a->detail);
     if (map_name(a))
-        json_attr_str(b, &n, cap, &first, "mapguard.map.name", map_name(a));
+        json_attr_strn(b, &n, cap, &first, "mapguard.map.name", map_name(a),
+                       strnlen(map_name(a), NAME_MAX_PRINT));
     if (a->m) {
         char addr[32];
         snprintf(addr, sizeof addr, "%p", (const void *)a->m);
@@ -547,7 +746,7 @@ static MG_FATAL_TEXT _Noreturn void report(const report_args *a)
     if (in_report) {
         /* The hook, or the reporter itself, misused a map: the report is
          * out (or on its way); no second one. */
-        if (stage == ST_PRINTED)
+        if (stage == ST_HOOK)
             write_str("\nmapguard: a map misuse inside the fatal hook; aborting\n");
         die();
     }
@@ -559,9 +758,8 @@ static MG_FATAL_TEXT _Noreturn void report(const report_args *a)
     cur_msg = mg_fatal_message(a->kind);
     stage = ST_CAPTURE;
     report_signals();
+    watchdog_start(); /* before anything that can block */
     pthread_once(&cfg_once, read_config);
-    if (probe_pipe[1] < 0 && pipe2(probe_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
-        probe_pipe[0] = probe_pipe[1] = -1; /* safe_read's fallback */
     mg__fatal_count_inc(a->kind);
     MG_EV_FATAL(a->m, cur_msg);
 
@@ -596,15 +794,16 @@ static MG_FATAL_TEXT _Noreturn void report(const report_args *a)
     }
 
     /* Raw first; then symbolised, under a watchdog (volatile: they must
-     * survive the siglongjmp of a failed symbolisation). */
+     * survive the siglongjmp of a failed symbolisation).  The stage is
+     * ST_SYMBOLISE only once sym_jmp is set. */
     size_t threads_raw, threads_sym;
     render(R.raw, sizeof R.raw, a, other_tid, false, &threads_raw);
     const char *volatile text = R.raw;
     volatile size_t threads = threads_raw;
-    stage = ST_SYMBOLISE;
     int sig = sigsetjmp(sym_jmp, 1);
     if (sig == 0 && cfg.traceback != TB_NONE) {
-        alarm(SYMBOLISE_SECONDS);
+        stage = ST_SYMBOLISE;
+        watchdog_arm(SYMBOLISE_SECONDS);
         if (mg__sym_begin()) {
             render(R.text, sizeof R.text, a, other_tid, true, &threads_sym);
             text = R.text;
@@ -615,15 +814,16 @@ static MG_FATAL_TEXT _Noreturn void report(const report_args *a)
                            "(no symbols: libdw could not read the process; frames "
                            "are module+offset)\n");
         }
-        alarm(0);
     } else if (sig != 0) {
-        alarm(0);
         size_t n = strlen(R.raw);
         mg__buf_printf(R.raw, &n, sizeof R.raw,
                        "(symbolisation failed: signal %d; frames are module+offset)\n",
                        sig);
     }
-    stage = ST_PRINTED;
+    /* From here a symbolisation watchdog that fires late finds ST_PRINT
+     * and a newer deadline: it is dropped, the text goes out whole. */
+    stage = ST_PRINT;
+    watchdog_arm(PRINT_SECONDS);
     write_str(text);
 
     struct timespec ts;
@@ -633,7 +833,8 @@ static MG_FATAL_TEXT _Noreturn void report(const report_args *a)
     size_t jlen = render_json(a, text, threads, other_tid, now_ns);
     write_json_file(jlen, now_ns);
 
-    mg_fatal_hook hook = atomic_load(&user_hook);
+    void *hook_arg;
+    mg_fatal_hook hook = load_hook(&hook_arg);
     if (hook) {
         mg_fatal_info info = {.kind = a->kind,
                               .msg = cur_msg,
@@ -644,10 +845,11 @@ static MG_FATAL_TEXT _Noreturn void report(const report_args *a)
                               .traceparent = mg__traceparent(),
                               .report = text,
                               .json = R.json};
-        alarm(HOOK_SECONDS);
-        hook(&info, atomic_load(&user_hook_arg));
-        alarm(0);
+        stage = ST_HOOK;
+        watchdog_arm(HOOK_SECONDS);
+        hook(&info, hook_arg);
     }
+    watchdog_arm(0);
     die();
 }
 
@@ -667,13 +869,18 @@ MG_FATAL_TEXT void mg__bad_header(const mg_map *m, uint64_t want)
     if (m->magic == MG_MAGIC_FREED)
         report(&(report_args){.kind = MG_FATAL_FREED_MAP, .m = m,
                               .detail = "the map was already freed with mg_free"});
-    if ((m->magic == MG_MAGIC_U64 || m->magic == MG_MAGIC_BYTES) && m->magic != want) {
+    /* The key kind: an engine map's magic says it; a mode map (magic
+     * MG_MAGIC_MODE, src/modes/mode.c's check) keeps it in keykind. */
+    bool mode = m->magic == MG_MAGIC_MODE;
+    bool has_bytes = mode ? m->keykind == MG_KEY_BYTES : m->magic == MG_MAGIC_BYTES;
+    if ((mode || m->magic == MG_MAGIC_U64 || m->magic == MG_MAGIC_BYTES) &&
+        has_bytes != (want == MG_MAGIC_BYTES)) {
         snprintf(detail, sizeof detail,
                  "a %s call on a map created with .key = %s",
                  want == MG_MAGIC_BYTES ? "byte-key (mg_put/mg_get/mg_del)"
                                         : "u64-key (mg_*_u64)",
-                 m->magic == MG_MAGIC_BYTES ? "MG_KEY_BYTES" : "MG_KEY_U64");
-        if (m->B <= MG_MAX_B && m->count <= SIZE_MAX / 2)
+                 has_bytes ? "MG_KEY_BYTES" : "MG_KEY_U64");
+        if (mode || (m->B <= MG_MAX_B && m->count <= SIZE_MAX / 2))
             report(&(report_args){.kind = MG_FATAL_WRONG_KEY_KIND, .m = m, .detail = detail});
     }
     snprintf(detail, sizeof detail, "bad header at %p: magic=0x%llx B=%u count=%zu",
@@ -746,7 +953,8 @@ static bool map_at(uintptr_t c, uintptr_t *writer)
  * header, or at a structure whose first words do (the caller's argument
  * block, say).  A map with a write in progress wins; without one, the
  * first map found (which may be another map the thread uses: the report
- * says no write was in progress). */
+ * says no write was in progress).  NULL when no map is found (see
+ * unmapped_hole for what happens then). */
 #define SCAN_STACK_WORDS 64
 #define SCAN_DEREF_WORDS 8
 static const mg_map *find_map(const ucontext_t *uc, uintptr_t sp, uintptr_t *writer)
@@ -798,13 +1006,17 @@ static const mg_map *find_map(const ucontext_t *uc, uintptr_t sp, uintptr_t *wri
     return best;
 }
 
+/* Hand a fault that is not ours to the action that was there before, as
+ * the kernel would have run it: SIG_DFL and SIG_IGN first (whatever the
+ * flags say: an old SIG_DFL with SA_SIGINFO is no function to call); for
+ * a handler, its SA_RESETHAND (the signal goes back to SIG_DFL before the
+ * call, so a handler that returns to let the re-fault kill the process is
+ * not called again), its sa_mask and SA_NODEFER (the mask for the call;
+ * ours is put back after it).  SA_ONSTACK is not honoured: the handler
+ * runs on the stack we run on. */
 static void chain(int sig, siginfo_t *si, void *uc)
 {
     const struct sigaction *old = sig == SIGBUS ? &old_bus : &old_segv;
-    if (old->sa_flags & SA_SIGINFO) {
-        old->sa_sigaction(sig, si, uc);
-        return;
-    }
     if (old->sa_handler == SIG_IGN && si->si_code <= 0)
         return; /* sent with kill() and ignored before we came */
     if (old->sa_handler == SIG_DFL || old->sa_handler == SIG_IGN) {
@@ -819,7 +1031,57 @@ static void chain(int sig, siginfo_t *si, void *uc)
             raise(sig);
         return;
     }
-    old->sa_handler(sig);
+    int flags = old->sa_flags;
+    void (*plain)(int) = old->sa_handler;
+    void (*info)(int, siginfo_t *, void *) = old->sa_sigaction;
+    if (flags & SA_RESETHAND) {
+        struct sigaction dfl;
+        memset(&dfl, 0, sizeof dfl);
+        dfl.sa_handler = SIG_DFL;
+        sigemptyset(&dfl.sa_mask);
+        sigaction(sig, &dfl, NULL);
+    }
+    sigset_t mask, saved;
+    pthread_sigmask(SIG_SETMASK, NULL, &mask);
+    for (int s = 1; s < NSIG; s++)
+        if (sigismember(&old->sa_mask, s) == 1)
+            sigaddset(&mask, s);
+    if (flags & SA_NODEFER)
+        sigdelset(&mask, sig);
+    else
+        sigaddset(&mask, sig);
+    pthread_sigmask(SIG_SETMASK, &mask, &saved);
+    if (flags & SA_SIGINFO)
+        info(sig, si, uc);
+    else
+        plain(sig);
+    pthread_sigmask(SIG_SETMASK, &saved, NULL);
+}
+
+/* A fault this close to the stack pointer is a stack overflow (or a
+ * guard page of the stack), never a map race. */
+#define OVERFLOW_BELOW_SP 65536
+#define OVERFLOW_ABOVE_SP 4096
+
+static uintptr_t page_size = 4096; /* set by install() */
+
+/* With no map in sight, is the fault still what a read racing a writer
+ * looks like?  The writer unmaps a big bucket array (or the read follows
+ * a torn pointer into nothing): the address is in a hole of the address
+ * space.  A bad map pointer into the first 64 KiB (mmap_min_addr; a NULL
+ * map plus a field offset), a non-canonical one (si_addr 0), and a page
+ * that is mapped (a guard page the application handles, PROT_NONE) are
+ * not: they go to the previous handler. */
+static bool unmapped_hole(uintptr_t addr)
+{
+    if (addr < 65536)
+        return false;
+    unsigned char v;
+    int saved = errno;
+    bool hole = syscall(SYS_mincore, (void *)(addr & ~(page_size - 1)), (size_t)1, &v) != 0 &&
+                errno == ENOMEM;
+    errno = saved;
+    return hole;
 }
 
 static MG_FATAL_TEXT void fault_handler(int sig, siginfo_t *si, void *ucv)
@@ -837,10 +1099,15 @@ static MG_FATAL_TEXT void fault_handler(int sig, siginfo_t *si, void *ucv)
         uintptr_t sp = (uintptr_t)&saved;
 #endif
         /* A stack overflow is not a map race: leave it to the old handler. */
-        bool overflow = addr < sp + 4096 && addr + 65536 > sp;
-        if (!overflow) {
-            uintptr_t writer;
-            const mg_map *m = find_map(uc, sp, &writer);
+        bool overflow = addr < sp + OVERFLOW_ABOVE_SP && addr + OVERFLOW_BELOW_SP > sp;
+        uintptr_t writer = 0;
+        /* A race needs a live map header in sight, or (the map pointer
+         * may be dead in the read's registers, a global the caller
+         * reloads) an address in no mapping.  Otherwise (a bad map
+         * pointer, a guard page the application handles) the fault is the
+         * old handler's. */
+        const mg_map *m = overflow ? NULL : find_map(uc, sp, &writer);
+        if (m || (!overflow && unmapped_hole(addr))) {
 #if defined(__x86_64__)
             greg_t *g = uc->uc_mcontext.gregs;
             sp -= sizeof(uintptr_t);
@@ -884,15 +1151,20 @@ static void install(void)
     mg__stack_prewarm();
     if (!cfg.catch_faults)
         return;
-    if (pipe2(probe_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
-        probe_pipe[0] = probe_pipe[1] = -1;
+    long ps = sysconf(_SC_PAGESIZE);
+    if (ps > 0)
+        page_size = (uintptr_t)ps;
+    /* The old actions are read before ours goes in: a fault in another
+     * thread the moment after must find them to chain to. */
+    if (sigaction(SIGSEGV, NULL, &old_segv) != 0 || sigaction(SIGBUS, NULL, &old_bus) != 0)
+        return;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = fault_handler;
     sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
     sigemptyset(&sa.sa_mask);
-    sigaction(SIGSEGV, &sa, &old_segv);
-    sigaction(SIGBUS, &sa, &old_bus);
+    sigaction(SIGSEGV, &sa, NULL);
+    sigaction(SIGBUS, &sa, NULL);
 }
 
 void mg__crash_handler_install(void)

@@ -81,6 +81,13 @@ void mg__sym_end(void);
 void mg__buf_printf(char *buf, size_t *len, size_t cap, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* ---- reading memory that may be gone (guard.c) --------------------------- */
+/* Copy n bytes from src into dst, or return false when they are not all
+ * readable, without faulting (process_vm_readv on ourselves; where that is
+ * refused, a pipe made for the call and closed before returning; n up to
+ * 4096 there).  Async-signal-safe; errno is kept. */
+bool mg__safe_read(uintptr_t src, void *dst, size_t n);
+
 /* ---- trace context (fatal_traceparent.c) ---------------------------------- */
 #define MG_TRACEPARENT_LEN 55
 /* The calling thread's traceparent (55 characters), or NULL when none. */

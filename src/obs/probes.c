@@ -22,15 +22,23 @@ typedef int mg__probes_empty;
 #include "internal.h"
 #include "obs/events.h"
 
-/* A fatal report may concern a NULL, freed or corrupted map: its name is
- * read only behind a magic that a live header carries. */
+#include "obs/fatal.h"
+
+#include <stdint.h>
+
+/* A fatal report may concern a NULL, freed, corrupted or unmapped map: its
+ * header is read without faulting (mg__safe_read, as the fatal report
+ * does), and its name only behind a magic that a live header carries. */
 const char *mg__probe_fatal_name(const mg_map *m)
 {
-    if (!m)
+    uint64_t magic;
+    const char *label;
+    if (!m || !mg__safe_read((uintptr_t)&m->magic, &magic, sizeof magic))
         return NULL;
-    uint64_t magic = m->magic;
     if (magic != MG_MAGIC_U64 && magic != MG_MAGIC_BYTES && magic != MG_MAGIC_MODE)
         return NULL;
-    return m->label;
+    if (!mg__safe_read((uintptr_t)&m->label, &label, sizeof label))
+        return NULL;
+    return label;
 }
 #endif
