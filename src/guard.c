@@ -60,6 +60,7 @@
 #include "obs/events.h"
 #include "obs/fatal.h"
 #include "obs/obs.h"
+#include "obs/utf8.h"
 #include "modes/modes.h"
 
 #include <errno.h>
@@ -574,37 +575,6 @@ static size_t render(char *b, size_t cap, const report_args *a, long other_tid,
 /* ---- JSON: one OTLP/JSON LogRecord with OpenTelemetry's exception
  * attributes (docs/fatal-report.md) -------------------------------------- */
 
-/* Length of the well-formed UTF-8 sequence at s (at most avail bytes), or
- * 0: RFC 3629's table, so no overlong form, no surrogate (U+D800..DFFF),
- * nothing past U+10FFFF, no lead byte C0, C1 or F5..FF. */
-static size_t utf8_len(const unsigned char *s, size_t avail)
-{
-    unsigned char c = s[0], lo = 0x80, hi = 0xbf;
-    size_t n;
-    if (c >= 0xc2 && c <= 0xdf)
-        n = 2;
-    else if (c >= 0xe0 && c <= 0xef)
-        n = 3;
-    else if (c >= 0xf0 && c <= 0xf4)
-        n = 4;
-    else
-        return 0;
-    if (c == 0xe0)
-        lo = 0xa0; /* overlong */
-    else if (c == 0xed)
-        hi = 0x9f; /* surrogates */
-    else if (c == 0xf0)
-        lo = 0x90; /* overlong */
-    else if (c == 0xf4)
-        hi = 0x8f; /* past U+10FFFF */
-    if (avail < n || s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t i = 2; i < n; i++)
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-    return n;
-}
-
 /* Room json_str leaves at the end of the buffer, so the rest of the
  * record (the closing quote, the attributes after it, "]}") always fits
  * and the JSON stays valid even when a long string is cut short. */
@@ -629,9 +599,11 @@ static void json_str(char *b, size_t *n, size_t cap, const char *s, size_t len)
         } else if (c < 0x80) {
             mg__buf_printf(b, n, cap, "%c", c);
         } else {
-            size_t u = utf8_len(p, (size_t)(end - p));
-            if (u == 0) {
+            int u = mg__utf8_seq(p, (size_t)(end - p));
+            if (u < 0) { /* its maximal subpart becomes one U+FFFD */
                 mg__buf_printf(b, n, cap, "\\ufffd");
+                p += -u;
+                continue;
             } else {
                 mg__buf_printf(b, n, cap, "%.*s", (int)u, (const char *)p);
                 p += u;

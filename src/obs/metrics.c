@@ -35,6 +35,7 @@
  * under the registry lock by registry.c, which never takes a map's locks.
  */
 #include "obs/obs.h"
+#include "obs/utf8.h"
 
 #include <locale.h>
 #include <math.h>
@@ -76,36 +77,6 @@ static void put_u64(out_t *o, uint64_t v)
     put(o, tmp + i, sizeof tmp - i);
 }
 
-/* The UTF-8 sequence at p, p[0] >= 0x80: its length (2 to 4) when it is
- * well formed (Unicode 15, table 3-7: no overlong forms, no surrogates,
- * nothing above U+10FFFF), else minus the length of its maximal subpart
- * (1 to 3), which becomes one U+FFFD (Unicode's recommended practice, as
- * Python's and the WHATWG decoders do).  Never reads past a NUL. */
-static int utf8_seq(const unsigned char *p)
-{
-    unsigned char c = p[0], lo = 0x80, hi = 0xbf;
-    int need;
-    if (c >= 0xc2 && c <= 0xdf) {
-        need = 2;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        need = 3;
-        lo = c == 0xe0 ? 0xa0 : 0x80; /* E0 80..9F: overlong */
-        hi = c == 0xed ? 0x9f : 0xbf; /* ED A0..BF: surrogates */
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        need = 4;
-        lo = c == 0xf0 ? 0x90 : 0x80; /* F0 80..8F: overlong */
-        hi = c == 0xf4 ? 0x8f : 0xbf; /* F4 90..: above U+10FFFF */
-    } else {
-        return -1; /* 80..C1 (continuation, overlong lead), F5..FF */
-    }
-    for (int j = 1; j < need; j++) {
-        unsigned char b = p[j];
-        if (j == 1 ? b < lo || b > hi : (b & 0xc0) != 0x80)
-            return -j;
-    }
-    return need;
-}
-
 #define REPLACEMENT "\xef\xbf\xbd" /* U+FFFD in UTF-8 */
 
 /* s with every ill-formed UTF-8 sequence replaced by U+FFFD, into dst,
@@ -116,7 +87,7 @@ static size_t utf8_sanitize(char *dst, const char *s)
     const unsigned char *p = (const unsigned char *)s;
     size_t o = 0;
     while (*p) {
-        int n = *p < 0x80 ? 1 : utf8_seq(p);
+        int n = *p < 0x80 ? 1 : mg__utf8_seq(p, (size_t)-1);
         if (n > 0) {
             memcpy(dst + o, p, (size_t)n);
             o += (size_t)n;
@@ -140,7 +111,7 @@ static void put_escaped(out_t *o, const char *s, bool esc_label)
         const char *rep = NULL;
         size_t adv = 1;
         if ((unsigned char)*s >= 0x80) {
-            int n = utf8_seq((const unsigned char *)s);
+            int n = mg__utf8_seq((const unsigned char *)s, (size_t)-1);
             if (n > 0) {
                 s += n;
                 continue; /* part of the run */

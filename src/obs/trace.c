@@ -52,6 +52,7 @@
 #include "internal.h"
 #include "obs/events.h"
 #include "obs/obs.h"
+#include "obs/utf8.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -133,39 +134,9 @@ __attribute__((format(printf, 1, 2))) static void out(const char *fmt, ...)
         tr.len += (size_t)n;
 }
 
-/* The UTF-8 sequence at p, p[0] >= 0x80: its length (2 to 4) when it is
- * well formed (Unicode 15, table 3-7: no overlong forms, no surrogates,
- * nothing above U+10FFFF), else minus the length of its maximal subpart
- * (1 to 3), which becomes one U+FFFD (Unicode's recommended practice, as
- * Python's and the WHATWG decoders do).  Never reads past a NUL. */
-static int utf8_seq(const unsigned char *p)
-{
-    unsigned char c = p[0], lo = 0x80, hi = 0xbf;
-    int need;
-    if (c >= 0xc2 && c <= 0xdf) {
-        need = 2;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        need = 3;
-        lo = c == 0xe0 ? 0xa0 : 0x80; /* E0 80..9F: overlong */
-        hi = c == 0xed ? 0x9f : 0xbf; /* ED A0..BF: surrogates */
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        need = 4;
-        lo = c == 0xf0 ? 0x90 : 0x80; /* F0 80..8F: overlong */
-        hi = c == 0xf4 ? 0x8f : 0xbf; /* F4 90..: above U+10FFFF */
-    } else {
-        return -1; /* 80..C1 (continuation, overlong lead), F5..FF */
-    }
-    for (int j = 1; j < need; j++) {
-        unsigned char b = p[j];
-        if (j == 1 ? b < lo || b > hi : (b & 0xc0) != 0x80)
-            return -j;
-    }
-    return need;
-}
-
 /* JSON string body of s (without quotes) into dst[cap]: escapes quotes,
  * backslashes and control bytes; an ill-formed UTF-8 sequence becomes
- * U+FFFD (utf8_seq), so the file is always valid UTF-8 and valid JSON.
+ * U+FFFD (mg__utf8_seq), so the file is always valid UTF-8 and valid JSON.
  * Stops (at a character boundary) when full. */
 static void json_escape(char *dst, size_t cap, const char *s)
 {
@@ -183,7 +154,7 @@ static void json_escape(char *dst, size_t cap, const char *s)
         } else if (c < 0x80) {
             tmp[k++] = (char)c;
         } else {
-            int n = utf8_seq(p);
+            int n = mg__utf8_seq(p, (size_t)-1);
             if (n > 0) {
                 memcpy(tmp, p, (size_t)n);
                 k = adv = (size_t)n;
