@@ -355,8 +355,9 @@ MG_API mg_keykind mg_key_kind(const mg_map *m);
  * environment shapes it (read once): MAPGUARD_TRACEBACK=none|single|all|
  * crash (all by default), MAPGUARD_REPORT_DIR=dir (also write it as an
  * OTLP/JSON log record), MAPGUARD_CATCH_FAULTS=0 (no SIGSEGV/SIGBUS catch
- * of faulting reads).  The first mg_new installs that catch and takes
- * SIGRTMIN+3 at fatal time to capture the other thread's stack.
+ * of faulting reads).  The first mg_new installs that catch; at fatal time
+ * the reporter takes SIGRTMIN+3 (to capture the other thread's stack) and
+ * SIGRTMIN+4 (its own watchdog timer).
  * Format, JSON and limits: docs/fatal-report.md. */
 
 /* The kinds of fatal error.  XX(name, first line after "fatal error: ") */
