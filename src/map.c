@@ -46,8 +46,9 @@
  * Hashing (hash.h)
  *   Secrets drawn from getrandom() per map (Go: hash0): byte keys hash with
  *   XXH3 and a 64-bit seed, u64 keys with a folded 128-bit multiply of
- *   (key ^ secret) by (bswap(key) ^ secret2): both factors depend on the key,
- *   so structured keys do not land on a lattice of buckets.  They are re-drawn when the map is cleared or a delete
+ *   (key ^ secret) by (bswap(key) ^ secret2): both factors depend on the
+ *   key, so structured keys do not land on a lattice of buckets.  They are
+ *   re-drawn when the map is cleared or a delete
  *   empties it (Go does the same, issue 25237), never during growth: an old
  *   bucket must split into exactly two new ones.  Byte keys store their
  *   full hash next to the bytes, so evacuation and comparison never rehash.
@@ -438,7 +439,6 @@ void mg__table_unref(mg_map *m, mg_table *t)
     table_unref(m, t, false);
 }
 
-/* Make sure t can hand out `need` overflow buckets without allocating. */
 /* Publish the bucket arrays' overflow count and bytes for samples. */
 static void pub_tables(mg_map *m)
 {
@@ -455,6 +455,7 @@ static void pub_tables(mg_map *m)
     MG_PUB(m->pub_tablebytes, bytes);
 }
 
+/* Make sure t can hand out `need` overflow buckets without allocating. */
 static bool pool_reserve(mg_map *m, mg_table *t, size_t need)
 {
     if (t->pool_n >= need)
