@@ -107,7 +107,7 @@ static int run_one(const char *bindir, int impl, size_t n, int group)
 {
     char path[PATH_MAX], nbuf[32];
     char *argv[6];
-    int fd[2], status, got = 0;
+    int status, got = 0;
     pid_t pid;
     FILE *f;
     char line[512];
@@ -123,26 +123,7 @@ static int run_one(const char *bindir, int impl, size_t n, int group)
     argv[4] = (char *)group_name[group];
     argv[5] = NULL;
 
-    fflush(NULL);
-    if (pipe(fd) != 0)
-        drv_die("pipe: %s", strerror(errno));
-    pid = fork();
-    if (pid < 0)
-        drv_die("fork: %s", strerror(errno));
-    if (pid == 0) {
-        close(fd[0]);
-        if (dup2(fd[1], STDOUT_FILENO) < 0)
-            _exit(127);
-        close(fd[1]);
-        execv(path, argv);
-        fprintf(stderr, "mapguard-bench-compare: cannot run %s: %s\n", path,
-                strerror(errno));
-        _exit(127);
-    }
-    close(fd[1]);
-    f = fdopen(fd[0], "r");
-    if (f == NULL)
-        drv_die("fdopen: %s", strerror(errno));
+    f = drv_spawn(path, argv, 0, &pid);
     while (fgets(line, sizeof line, f) != NULL) {
         record r;
         char implbuf[16];
@@ -165,10 +146,7 @@ static int run_one(const char *bindir, int impl, size_t n, int group)
         got++;
     }
     fclose(f);
-    while (waitpid(pid, &status, 0) < 0) {
-        if (errno != EINTR)
-            drv_die("waitpid: %s", strerror(errno));
-    }
+    status = drv_wait(pid);
     if (WIFSIGNALED(status)) {
         fprintf(stderr, "mapguard-bench-compare: %s --n %zu --phases %s: "
                         "killed by signal %d\n",

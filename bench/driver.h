@@ -1,7 +1,8 @@
 /*
  * driver.h - what the two benchmark drivers (compare.c, knee.c) share:
  * a fatal error with the program's name, a monotonic clock, "200k"/"10M"
- * counts, and the comparison qsort needs for medians.
+ * counts, the comparison qsort needs for medians, and running a program
+ * behind a pipe (the measured programs, gnuplot).
  *
  * The including file defines DRV_PROG (its program name) first, and asks
  * for POSIX (_GNU_SOURCE) before its first system header.
@@ -15,7 +16,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 /* Print "PROG: message" and exit with status 2 (a bad command line or a
  * broken environment). */
@@ -68,6 +72,46 @@ static inline int drv_cmp_double(const void *x, const void *y)
 {
     double a = *(const double *)x, b = *(const double *)y;
     return (a > b) - (a < b);
+}
+
+/* Run path with argv behind a pipe: to_child, the returned stream writes
+ * the program's stdin; otherwise it reads its stdout.  *pid gets its pid,
+ * for drv_wait. */
+static inline FILE *drv_spawn(const char *path, char *const argv[], int to_child, pid_t *pid)
+{
+    int fd[2];
+    fflush(NULL);
+    if (pipe(fd) != 0)
+        drv_die("pipe: %s", strerror(errno));
+    int mine = to_child ? fd[1] : fd[0], theirs = to_child ? fd[0] : fd[1];
+    *pid = fork();
+    if (*pid < 0)
+        drv_die("fork: %s", strerror(errno));
+    if (*pid == 0) {
+        close(mine);
+        if (dup2(theirs, to_child ? STDIN_FILENO : STDOUT_FILENO) < 0)
+            _exit(127);
+        close(theirs);
+        execv(path, argv);
+        fprintf(stderr, DRV_PROG ": cannot run %s: %s\n", path, strerror(errno));
+        _exit(127);
+    }
+    close(theirs);
+    FILE *f = fdopen(mine, to_child ? "w" : "r");
+    if (f == NULL)
+        drv_die("fdopen: %s", strerror(errno));
+    return f;
+}
+
+/* Wait for a program drv_spawn started; returns its wait status. */
+static inline int drv_wait(pid_t pid)
+{
+    int status;
+    while (waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR)
+            drv_die("waitpid: %s", strerror(errno));
+    }
+    return status;
 }
 
 #endif

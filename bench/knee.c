@@ -233,7 +233,7 @@ static int run_one(int e)
     char path[PATH_MAX + 64], nbuf[32], sbuf[32], tbuf[MAX_COUNTS * 8];
     char mbuf[64], line[512];
     char *argv[16];
-    int argc = 0, fd[2], status, got = 0, want, m;
+    int argc = 0, status, got = 0, want, m;
     size_t tl = 0;
     pid_t pid;
     FILE *f;
@@ -268,22 +268,7 @@ static int run_one(int e)
     argv[argc] = NULL;
     want = nmixes_of(e) * opt.ncounts;
 
-    fflush(NULL);
-    if (pipe(fd) != 0)
-        drv_die("pipe: %s", strerror(errno));
-    pid = fork();
-    if (pid < 0)
-        drv_die("fork: %s", strerror(errno));
-    if (pid == 0) {
-        close(fd[0]);
-        if (dup2(fd[1], STDOUT_FILENO) < 0)
-            _exit(127);
-        close(fd[1]);
-        execv(path, argv);
-        fprintf(stderr, PROG ": cannot run %s: %s\n", path, strerror(errno));
-        _exit(127);
-    }
-    close(fd[1]);
+    f = drv_spawn(path, argv, 0, &pid);
     /* A hung program is killed: its preload, its measured time three
      * times over, and a grace period. */
     limit = GRACE_S + PRELOAD_S_PER_MILLION * (double)opt.n / 1e6 +
@@ -291,9 +276,6 @@ static int run_one(int e)
     timed_out = 0;
     child_pid = pid;
     alarm((unsigned)limit + 1);
-    f = fdopen(fd[0], "r");
-    if (f == NULL)
-        drv_die("fdopen: %s", strerror(errno));
     while (fgets(line, sizeof line, f) != NULL) {
         if (strncmp(line, "result ", 7) == 0) {
             got += take_result(e, line);
@@ -304,10 +286,7 @@ static int run_one(int e)
         }
     }
     fclose(f);
-    while (waitpid(pid, &status, 0) < 0) {
-        if (errno != EINTR)
-            drv_die("waitpid: %s", strerror(errno));
-    }
+    status = drv_wait(pid);
     alarm(0);
     child_pid = 0;
     if (timed_out) {
@@ -624,7 +603,7 @@ static const char *on_path(const char *name, char *buf, size_t len)
 static int write_png(void)
 {
     char gp[PATH_MAX];
-    int c = count_index(max_count()), fd[2], status, plotted = 0;
+    int c = count_index(max_count()), status, plotted = 0;
     pid_t pid;
     FILE *f;
     bool first = true;
@@ -642,24 +621,8 @@ static int write_png(void)
         printf("nothing to plot: no plot written\n");
         return 0;
     }
-    fflush(NULL);
-    if (pipe(fd) != 0)
-        drv_die("pipe: %s", strerror(errno));
-    pid = fork();
-    if (pid < 0)
-        drv_die("fork: %s", strerror(errno));
-    if (pid == 0) {
-        close(fd[1]);
-        if (dup2(fd[0], STDIN_FILENO) < 0)
-            _exit(127);
-        close(fd[0]);
-        execl(gp, "gnuplot", (char *)NULL);
-        _exit(127);
-    }
-    close(fd[0]);
-    f = fdopen(fd[1], "w");
-    if (f == NULL)
-        drv_die("fdopen: %s", strerror(errno));
+    char *gp_argv[] = {(char *)"gnuplot", NULL};
+    f = drv_spawn(gp, gp_argv, 1, &pid);
     fputs("if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {\n"
           "  set terminal pngcairo size 1200,720 noenhanced font ',10'\n"
           "} else {\n"
@@ -743,10 +706,7 @@ static int write_png(void)
     fputs("\n", f);
     if (fclose(f) != 0)
         fprintf(stderr, PROG ": writing to gnuplot: %s\n", strerror(errno));
-    while (waitpid(pid, &status, 0) < 0) {
-        if (errno != EINTR)
-            drv_die("waitpid: %s", strerror(errno));
-    }
+    status = drv_wait(pid);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         fprintf(stderr, PROG ": gnuplot failed (status %d): no plot\n",
                 WIFEXITED(status) ? WEXITSTATUS(status) : -1);

@@ -132,6 +132,16 @@ static child run_child(void (*fn)(void))
     return c;
 }
 
+static void describe(const child *c);
+/* Fail, showing the child's status and output, if bad. */
+#define T_CHILD_FAIL_IF(c, bad, ...)                                          \
+    do {                                                                      \
+        if (bad) {                                                            \
+            describe(c);                                                      \
+            T_FAIL(__VA_ARGS__);                                              \
+        }                                                                     \
+    } while (0)
+
 static void describe(const child *c)
 {
     if (WIFSIGNALED(c->status))
@@ -286,10 +296,8 @@ static void t_writes_deterministic(void)
     for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
         child c = run_child(fns[i]);
         /* The report names the thread that holds the map. */
-        if (!strstr(c.out, "thread 4242 [writing map")) {
-            describe(&c);
-            T_FAIL("case %zu: the report does not name the writing thread", i);
-        }
+        T_CHILD_FAIL_IF(&c, !strstr(c.out, "thread 4242 [writing map"),
+                "case %zu: the report does not name the writing thread", i);
         expect_report(&c, "concurrent map writes", NAME);
     }
 }
@@ -697,11 +705,9 @@ static void t_hook(void)
     /* The hook runs after the report is printed: its line comes last. */
     hook_reset();
     child c = run_child(c_hook_printing);
-    if (c.len < 9 || strcmp(c.out + c.len - 9, "HOOK RAN\n") != 0 ||
-        !is_report(&c, "concurrent map read and map write", 0)) {
-        describe(&c);
-        T_FAIL("the report must come first, then the hook's line");
-    }
+    T_CHILD_FAIL_IF(&c, c.len < 9 || strcmp(c.out + c.len - 9, "HOOK RAN\n") != 0 ||
+                        !is_report(&c, "concurrent map read and map write", 0),
+            "the report must come first, then the hook's line");
     child_free(&c);
     check_hook(MG_FATAL_CONCURRENT_READ_WRITE, NAME);
 
@@ -709,10 +715,8 @@ static void t_hook(void)
      * abort. */
     hook_reset();
     c = run_child(c_hook_misusing);
-    if (!WIFSIGNALED(c.status) || WTERMSIG(c.status) != SIGABRT) {
-        describe(&c);
-        T_FAIL("a misusing hook must still end in abort()");
-    }
+    T_CHILD_FAIL_IF(&c, !WIFSIGNALED(c.status) || WTERMSIG(c.status) != SIGABRT,
+            "a misusing hook must still end in abort()");
     child_free(&c);
     check_hook(MG_FATAL_CONCURRENT_ITER_WRITE, NAME);
 
@@ -768,12 +772,10 @@ static void t_racy_writes(void)
     for (int run = 0; run < 20; run++) {
         hook_reset();
         child c = run_child(c_two_writers);
-        if (!is_report(&c, "concurrent map writes", 0)) {
-            describe(&c);
-            T_FAIL("run %d: two racing writers did not end in the concurrent "
-                   "writes report",
-                   run);
-        }
+        T_CHILD_FAIL_IF(&c, !is_report(&c, "concurrent map writes", 0),
+                "run %d: two racing writers did not end in the concurrent "
+                "writes report",
+                run);
         expect_report(&c, "concurrent map writes", "raced");
         /* Two threads may detect it; the hook still runs once. */
         T_EQ_I(atomic_load(&rec->calls), 1);
@@ -859,15 +861,11 @@ static void t_racy_iter_write(void)
 {
     for (int run = 0; run < 5; run++) {
         child c = run_child(c_iterator_vs_writer);
-        if (!is_report(&c, "concurrent map iteration and map write", 0) &&
-            !is_report(&c, "concurrent map read and map write", 0)) {
-            describe(&c);
-            T_FAIL("run %d: an iteration racing a writer was not reported", run);
-        }
-        if (!strstr(c.out, "\"raced\"")) {
-            describe(&c);
-            T_FAIL("the report does not name the map");
-        }
+        T_CHILD_FAIL_IF(&c, !is_report(&c, "concurrent map iteration and map write", 0) &&
+                            !is_report(&c, "concurrent map read and map write", 0),
+                "run %d: an iteration racing a writer was not reported", run);
+        T_CHILD_FAIL_IF(&c, !strstr(c.out, "\"raced\""),
+                "the report does not name the map");
         child_free(&c);
     }
 }
@@ -1009,10 +1007,8 @@ static void expect_writer_frame(const child *c, const char *fn)
 static void t_both_stacks(void)
 {
     child c = run_child(c_holder_put);
-    if (!is_report(&c, "concurrent map writes", 0)) {
-        describe(&c);
-        T_FAIL("expected the concurrent writes report");
-    }
+    T_CHILD_FAIL_IF(&c, !is_report(&c, "concurrent map writes", 0),
+            "expected the concurrent writes report");
     /* Detector first, [running]; the holder second, [writing map ...]. */
     expect_frame(&c, "thread ", "fatal_test_detector_put");
     expect_frame(&c, "thread ", "mg_put_u64");
@@ -1068,45 +1064,35 @@ static void t_traceback_modes(void)
 {
     /* none: the first line only. */
     child c = run_child(c_traceback_none);
-    if (!WIFSIGNALED(c.status) || WTERMSIG(c.status) != SIGABRT ||
-        strcmp(c.out, "fatal error: concurrent map writes\n") != 0) {
-        describe(&c);
-        T_FAIL("MAPGUARD_TRACEBACK=none: the first line only, then abort");
-    }
+    T_CHILD_FAIL_IF(&c, !WIFSIGNALED(c.status) || WTERMSIG(c.status) != SIGABRT ||
+                        strcmp(c.out, "fatal error: concurrent map writes\n") != 0,
+            "MAPGUARD_TRACEBACK=none: the first line only, then abort");
     child_free(&c);
 
     /* single: the detector's stack; the holder named, its stack omitted. */
     c = run_child(c_traceback_single);
     expect_frame(&c, "thread ", "fatal_test_detector_put");
-    if (!strstr(c.out, "(stack omitted: MAPGUARD_TRACEBACK=single)") ||
-        strstr(c.out, "fatal_test_holder")) {
-        describe(&c);
-        T_FAIL("MAPGUARD_TRACEBACK=single shows the detecting thread only");
-    }
+    T_CHILD_FAIL_IF(&c, !strstr(c.out, "(stack omitted: MAPGUARD_TRACEBACK=single)") ||
+                        strstr(c.out, "fatal_test_holder"),
+            "MAPGUARD_TRACEBACK=single shows the detecting thread only");
     expect_report(&c, "concurrent map writes", NAME);
 
     /* crash: both stacks, untrimmed (the reporter's frames show). */
     c = run_child(c_traceback_crash);
     expect_writer_frame(&c, "fatal_test_holder");
-    if (!strstr(c.out, "mg__stack_self(...)")) {
-        describe(&c);
-        T_FAIL("MAPGUARD_TRACEBACK=crash keeps the reporter's own frames");
-    }
+    T_CHILD_FAIL_IF(&c, !strstr(c.out, "mg__stack_self(...)"),
+            "MAPGUARD_TRACEBACK=crash keeps the reporter's own frames");
     expect_report(&c, "concurrent map writes", NAME);
 
     /* The end: abort() runs the application's SIGABRT handler; crash
      * ends with SIGABRT's default action whatever the handler. */
     c = run_child(c_abort_handler_default);
-    if (!WIFEXITED(c.status) || WEXITSTATUS(c.status) != 7) {
-        describe(&c);
-        T_FAIL("default mode: abort() must run the application's handler");
-    }
+    T_CHILD_FAIL_IF(&c, !WIFEXITED(c.status) || WEXITSTATUS(c.status) != 7,
+            "default mode: abort() must run the application's handler");
     child_free(&c);
     c = run_child(c_abort_handler_crash);
-    if (!WIFSIGNALED(c.status) || WTERMSIG(c.status) != SIGABRT) {
-        describe(&c);
-        T_FAIL("MAPGUARD_TRACEBACK=crash must die by SIGABRT");
-    }
+    T_CHILD_FAIL_IF(&c, !WIFSIGNALED(c.status) || WTERMSIG(c.status) != SIGABRT,
+            "MAPGUARD_TRACEBACK=crash must die by SIGABRT");
     child_free(&c);
 }
 
@@ -1207,10 +1193,8 @@ static void t_report_dir_json(void)
     T_ASSERT(mkdtemp(report_dir));
     hook_reset();
     child c = run_child(c_json_report);
-    if (!is_report(&c, "concurrent map writes", 0)) {
-        describe(&c);
-        T_FAIL("expected the concurrent writes report");
-    }
+    T_CHILD_FAIL_IF(&c, !is_report(&c, "concurrent map writes", 0),
+            "expected the concurrent writes report");
     char path[256];
     char *js = read_report_file(path, sizeof path);
     /* Valid JSON, as a log shipper parses it. */
@@ -1347,11 +1331,9 @@ static void c_read_fault(void)
 static void t_read_fault(void)
 {
     child c = run_child(c_read_fault);
-    if (!is_report(&c, "concurrent map read and map write", 0) ||
-        !strstr(c.out, "SIGSEGV at address 0x") || !strstr(c.out, "in a map read")) {
-        describe(&c);
-        T_FAIL("a fault inside the read section must give the read/write report");
-    }
+    T_CHILD_FAIL_IF(&c, !is_report(&c, "concurrent map read and map write", 0) ||
+                        !strstr(c.out, "SIGSEGV at address 0x") || !strstr(c.out, "in a map read"),
+            "a fault inside the read section must give the read/write report");
     /* The faulting read and its caller are frames of the stack. */
     expect_frame(&c, "thread ", "mg_get_u64");
     expect_frame(&c, "thread ", "fatal_test_faulting_reader");
@@ -1424,35 +1406,27 @@ static void t_fault_outside(void)
     /* The default action: the process still dies by SIGSEGV (under ASan:
      * ASan's handler, installed first, still reports it). */
     child c = run_child(c_fault_outside);
-    if (!died_by_segv(&c) || strstr(c.out, "fatal error")) {
-        describe(&c);
-        T_FAIL("a fault outside the read section must die as before");
-    }
+    T_CHILD_FAIL_IF(&c, !died_by_segv(&c) || strstr(c.out, "fatal error"),
+            "a fault outside the read section must die as before");
     child_free(&c);
     /* A signal sent with kill(), not a fault: the same. */
     c = run_child(c_sent_segv);
-    if (!UNDER_SEGV_SANITIZER && (!died_by_segv(&c) || strstr(c.out, "fatal error"))) {
-        describe(&c);
-        T_FAIL("a sent SIGSEGV must die as before");
-    }
+    T_CHILD_FAIL_IF(&c, !UNDER_SEGV_SANITIZER && (!died_by_segv(&c) || strstr(c.out, "fatal error")),
+            "a sent SIGSEGV must die as before");
     child_free(&c);
     /* The application's handler, installed before ours, still gets it. */
     c = run_child(c_fault_outside_app_handler);
-    if (!WIFEXITED(c.status) || WEXITSTATUS(c.status) != 42 ||
-        strcmp(c.out, "APP HANDLER\n") != 0) {
-        describe(&c);
-        T_FAIL("a fault outside the read section must reach the previous handler");
-    }
+    T_CHILD_FAIL_IF(&c, !WIFEXITED(c.status) || WEXITSTATUS(c.status) != 42 ||
+                        strcmp(c.out, "APP HANDLER\n") != 0,
+            "a fault outside the read section must reach the previous handler");
     child_free(&c);
     /* ... but a faulting read is ours. */
     c = run_child(c_read_fault_app_handler);
     expect_report(&c, "concurrent map read and map write", NAME);
     /* MAPGUARD_CATCH_FAULTS=0: no catch. */
     c = run_child(c_read_fault_disabled);
-    if (!died_by_segv(&c) || strstr(c.out, "fatal error")) {
-        describe(&c);
-        T_FAIL("MAPGUARD_CATCH_FAULTS=0 must leave a faulting read alone");
-    }
+    T_CHILD_FAIL_IF(&c, !died_by_segv(&c) || strstr(c.out, "fatal error"),
+            "MAPGUARD_CATCH_FAULTS=0 must leave a faulting read alone");
     child_free(&c);
 }
 
@@ -1501,10 +1475,8 @@ static void t_racy_read_growth(void)
          * by ASan, as a heap-use-after-free in the read: caught too. */
         bool asan_caught = UNDER_ASAN && strstr(c.out, "AddressSanitizer: heap-use-after-free") &&
                            strstr(c.out, "in mg_get_u64");
-        if (!asan_caught && !is_report(&c, "concurrent map read and map write", 0)) {
-            describe(&c);
-            T_FAIL("run %d: a read racing growth did not end in the report", run);
-        }
+        T_CHILD_FAIL_IF(&c, !asan_caught && !is_report(&c, "concurrent map read and map write", 0),
+                "run %d: a read racing growth did not end in the report", run);
         child_free(&c);
     }
 }
@@ -1589,29 +1561,21 @@ static void c_chain_dfl_siginfo_fault(void)
 static void t_chain_flags(void)
 {
     child c = run_child(c_chain_resethand);
-    if (!WIFSIGNALED(c.status) || WTERMSIG(c.status) != SIGSEGV ||
-        strcmp(c.out, "HOST HANDLER\n") != 0) {
-        describe(&c);
-        T_FAIL("an SA_RESETHAND host handler must run once, then SIGSEGV kills");
-    }
+    T_CHILD_FAIL_IF(&c, !WIFSIGNALED(c.status) || WTERMSIG(c.status) != SIGSEGV ||
+                        strcmp(c.out, "HOST HANDLER\n") != 0,
+            "an SA_RESETHAND host handler must run once, then SIGSEGV kills");
     child_free(&c);
     c = run_child(c_chain_mask_nodefer);
-    if (!WIFEXITED(c.status) || WEXITSTATUS(c.status) != 42) {
-        describe(&c);
-        T_FAIL("the old handler must run with its sa_mask and SA_NODEFER");
-    }
+    T_CHILD_FAIL_IF(&c, !WIFEXITED(c.status) || WEXITSTATUS(c.status) != 42,
+            "the old handler must run with its sa_mask and SA_NODEFER");
     child_free(&c);
     c = run_child(c_chain_ign_siginfo_sent);
-    if (!WIFEXITED(c.status) || WEXITSTATUS(c.status) != 9) {
-        describe(&c);
-        T_FAIL("an ignored SIGSEGV (SIG_IGN with SA_SIGINFO) must stay ignored");
-    }
+    T_CHILD_FAIL_IF(&c, !WIFEXITED(c.status) || WEXITSTATUS(c.status) != 9,
+            "an ignored SIGSEGV (SIG_IGN with SA_SIGINFO) must stay ignored");
     child_free(&c);
     c = run_child(c_chain_dfl_siginfo_fault);
-    if (!WIFSIGNALED(c.status) || WTERMSIG(c.status) != SIGSEGV || c.len != 0) {
-        describe(&c);
-        T_FAIL("SIG_DFL with SA_SIGINFO: the fault must kill by SIGSEGV, silently");
-    }
+    T_CHILD_FAIL_IF(&c, !WIFSIGNALED(c.status) || WTERMSIG(c.status) != SIGSEGV || c.len != 0,
+            "SIG_DFL with SA_SIGINFO: the fault must kill by SIGSEGV, silently");
     child_free(&c);
 }
 
@@ -1671,24 +1635,18 @@ static void c_guard_page(void)
 static void t_bad_pointer(void)
 {
     child c = run_child(c_bad_pointer);
-    if (!died_by_segv(&c) || strstr(c.out, "fatal error") || strstr(c.out, "mapguard")) {
-        describe(&c);
-        T_FAIL("a bad map pointer must die by SIGSEGV, without a report");
-    }
+    T_CHILD_FAIL_IF(&c, !died_by_segv(&c) || strstr(c.out, "fatal error") || strstr(c.out, "mapguard"),
+            "a bad map pointer must die by SIGSEGV, without a report");
     child_free(&c);
     c = run_child(c_bad_pointer_app_handler);
-    if (!WIFEXITED(c.status) || WEXITSTATUS(c.status) != 42 ||
-        strcmp(c.out, "APP HANDLER\n") != 0) {
-        describe(&c);
-        T_FAIL("a fault with no map header in sight goes to the previous handler");
-    }
+    T_CHILD_FAIL_IF(&c, !WIFEXITED(c.status) || WEXITSTATUS(c.status) != 42 ||
+                        strcmp(c.out, "APP HANDLER\n") != 0,
+            "a fault with no map header in sight goes to the previous handler");
     child_free(&c);
     c = run_child(c_guard_page);
-    if (strncmp(c.out, "GUARD\nfatal error: corrupted map header\n", 40) != 0 ||
-        !is_report(&c, "corrupted map header", 1)) {
-        describe(&c);
-        T_FAIL("a fault on the host's guard page goes to the host first");
-    }
+    T_CHILD_FAIL_IF(&c, strncmp(c.out, "GUARD\nfatal error: corrupted map header\n", 40) != 0 ||
+                        !is_report(&c, "corrupted map header", 1),
+            "a fault on the host's guard page goes to the host first");
     child_free(&c);
 }
 
@@ -1770,12 +1728,10 @@ static void t_host_sigalrm(void)
 {
     /* Deterministic: both stacks, symbolised, no watchdog line. */
     child c = run_child(c_itimer_holder);
-    if (!is_report(&c, "concurrent map writes", 0) || strstr(c.out, "watchdog") ||
-        strstr(c.out, "symbolisation failed") || !strstr(c.out, "HOST TIMER ALIVE\n")) {
-        describe(&c);
-        T_FAIL("an application's SIGALRM must not cut the report short, and its "
-               "timer must keep ticking");
-    }
+    T_CHILD_FAIL_IF(&c, !is_report(&c, "concurrent map writes", 0) || strstr(c.out, "watchdog") ||
+                        strstr(c.out, "symbolisation failed") || !strstr(c.out, "HOST TIMER ALIVE\n"),
+            "an application's SIGALRM must not cut the report short, and its "
+            "timer must keep ticking");
     expect_frame(&c, "thread ", "fatal_test_detector_put");
     expect_writer_frame(&c, "fatal_test_holder");
     expect_report(&c, "concurrent map writes", NAME);
@@ -1786,14 +1742,12 @@ static void t_racy_host_sigalrm(void)
     for (int run = 0; run < 5; run++) {
         child c = run_child(c_itimer_two_writers);
         const char *first = strstr(c.out, "\nthread ");
-        if (!is_report(&c, "concurrent map writes", 0) || strstr(c.out, "watchdog") ||
-            !first || !strstr(first, "[running]:\n") ||
-            !strstr(first + 1, "\n\nthread ") || !strstr(c.out, "[writing map 0x")) {
-            describe(&c);
-            T_FAIL("run %d: with a 1 ms SIGALRM the report must have both thread "
-                   "blocks",
-                   run);
-        }
+        T_CHILD_FAIL_IF(&c, !is_report(&c, "concurrent map writes", 0) || strstr(c.out, "watchdog") ||
+                            !first || !strstr(first, "[running]:\n") ||
+                            !strstr(first + 1, "\n\nthread ") || !strstr(c.out, "[writing map 0x"),
+                "run %d: with a 1 ms SIGALRM the report must have both thread "
+                "blocks",
+                run);
         child_free(&c);
     }
 }
@@ -1843,11 +1797,9 @@ static void t_mode_wrong_key_kind(void)
             char want[64];
             snprintf(want, sizeof want, "mode=%s keys=%s", mg_mode_name(modes[i]),
                      j % 2 == 0 ? "u64" : "bytes");
-            if (!strstr(c.out, want) || !strstr(c.out, "call on a map created with")) {
-                describe(&c);
-                T_FAIL("mode %s case %zu: the report lacks \"%s\" or the detail",
-                       mg_mode_name(modes[i]), j, want);
-            }
+            T_CHILD_FAIL_IF(&c, !strstr(c.out, want) || !strstr(c.out, "call on a map created with"),
+                    "mode %s case %zu: the report lacks \"%s\" or the detail",
+                    mg_mode_name(modes[i]), j, want);
             expect_report(&c, "wrong key kind for map", NAME);
         }
     }
@@ -1893,10 +1845,8 @@ static void t_hook_pair(void)
     /* A hook always gets its own argument, however the setters race. */
     for (int run = 0; run < 10; run++) {
         child c = run_child(c_hook_pair_race);
-        if (!WIFEXITED(c.status) || WEXITSTATUS(c.status) != 50) {
-            describe(&c);
-            T_FAIL("run %d: the hook ran with another call's argument", run);
-        }
+        T_CHILD_FAIL_IF(&c, !WIFEXITED(c.status) || WEXITSTATUS(c.status) != 50,
+                "run %d: the hook ran with another call's argument", run);
         child_free(&c);
     }
 }
@@ -1929,10 +1879,8 @@ static void t_json_odd_name(void)
     snprintf(report_dir, sizeof report_dir, "/tmp/mg-fatal-json-XXXXXX");
     T_ASSERT(mkdtemp(report_dir));
     child c = run_child(c_json_odd_name);
-    if (!is_report(&c, "concurrent map writes", 0) || c.len > 16 * 1024) {
-        describe(&c);
-        T_FAIL("expected one report with the map name capped");
-    }
+    T_CHILD_FAIL_IF(&c, !is_report(&c, "concurrent map writes", 0) || c.len > 16 * 1024,
+            "expected one report with the map name capped");
     char path[256];
     char *js = read_report_file(path, sizeof path);
     char cmd[512];
@@ -2018,24 +1966,18 @@ static void c_read_fault_no_vm_readv(void)
 static void t_safe_read(void)
 {
     child c = run_child(c_no_fd_held);
-    if (!WIFEXITED(c.status) || WEXITSTATUS(c.status) != 0) {
-        describe(&c);
-        T_FAIL("the first mg_new must not keep a descriptor open");
-    }
+    T_CHILD_FAIL_IF(&c, !WIFEXITED(c.status) || WEXITSTATUS(c.status) != 0,
+            "the first mg_new must not keep a descriptor open");
     child_free(&c);
     c = run_child(c_pipe_fallback);
-    if (!WIFEXITED(c.status) || WEXITSTATUS(c.status) != 0) {
-        describe(&c);
-        T_FAIL("safe_read's pipe fallback: unreadable -> 0, then exact bytes, no "
-               "descriptor left (exit 11, 12, 13: which failed)");
-    }
+    T_CHILD_FAIL_IF(&c, !WIFEXITED(c.status) || WEXITSTATUS(c.status) != 0,
+            "safe_read's pipe fallback: unreadable -> 0, then exact bytes, no "
+            "descriptor left (exit 11, 12, 13: which failed)");
     child_free(&c);
     /* The fault catch finds the map through the fallback too. */
     c = run_child(c_read_fault_no_vm_readv);
-    if (!strstr(c.out, "no write was in progress")) {
-        describe(&c);
-        T_FAIL("without process_vm_readv the map must still be found");
-    }
+    T_CHILD_FAIL_IF(&c, !strstr(c.out, "no write was in progress"),
+            "without process_vm_readv the map must still be found");
     expect_report(&c, "concurrent map read and map write", NAME);
 }
 
